@@ -1,0 +1,173 @@
+//! Loading the BPF object and attaching (or adopting) the XDP program.
+//!
+//! Maps are pinned by name in the pin directory and links as `xdp-<mode>-<iface>`.
+//! A daemon that finds a pinned link for its interface swaps its freshly loaded
+//! program into that link atomically (`bpf_link_update`), so enforcement never
+//! lapses across restarts and the pinned maps keep their contents. The daemon
+//! never detaches on its own: `kmsd xdp detach` does.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, anyhow};
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{
+        Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+    },
+};
+use kms_common::names;
+use tracing::{info, warn};
+
+use super::{
+    BPF_OBJECT,
+    pins::{self, AttachMode, LinkPin},
+};
+use crate::config::{XdpModeChoice, XdpSettings};
+
+/// The loaded object and what it is attached to.
+pub struct Edge {
+    pub ebpf: Ebpf,
+    pub pin_dir: PathBuf,
+    pub attachments: Vec<Attachment>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub iface: String,
+    pub mode: AttachMode,
+    /// True when an existing pinned link was taken over.
+    pub adopted: bool,
+}
+
+/// Loads the object with its maps pinned in `settings.pin_dir` and attaches
+/// the XDP program to every configured interface.
+pub fn start(settings: &XdpSettings, interfaces: &[String]) -> anyhow::Result<Edge> {
+    pins::prepare(&settings.pin_dir)?;
+    let mut ebpf = EbpfLoader::new()
+        .default_map_pin_directory(&settings.pin_dir)
+        .load(BPF_OBJECT)
+        .context("loading the BPF object")?;
+    let program: &mut Xdp = ebpf
+        .program_mut(names::XDP_PROGRAM)
+        .ok_or_else(|| anyhow!("the BPF object has no program {}", names::XDP_PROGRAM))?
+        .try_into()?;
+    // The verifier's log is part of the error, so a rejection explains itself.
+    program
+        .load()
+        .context("the kernel rejected the XDP program")?;
+
+    let existing = pins::link_pins(&settings.pin_dir).context("listing pinned links")?;
+    let mut attachments = Vec::new();
+    for iface in interfaces {
+        let pinned = existing.iter().find(|p| &p.iface == iface);
+        attachments.push(attach_one(
+            program,
+            &settings.pin_dir,
+            iface,
+            settings.mode,
+            pinned,
+        )?);
+    }
+    Ok(Edge {
+        ebpf,
+        pin_dir: settings.pin_dir.clone(),
+        attachments,
+    })
+}
+
+fn attach_one(
+    program: &mut Xdp,
+    pin_dir: &Path,
+    iface: &str,
+    choice: XdpModeChoice,
+    pinned: Option<&LinkPin>,
+) -> anyhow::Result<Attachment> {
+    if let Some(pin) = pinned {
+        let wanted = match choice {
+            XdpModeChoice::Auto => true,
+            XdpModeChoice::Native => pin.mode == AttachMode::Native,
+            XdpModeChoice::Skb => pin.mode == AttachMode::Skb,
+        };
+        if wanted {
+            match adopt(program, pin) {
+                Ok(()) => {
+                    info!(
+                        iface,
+                        mode = pin.mode.as_str(),
+                        "adopted the pinned XDP link; the new program replaced the old one atomically"
+                    );
+                    return Ok(Attachment {
+                        iface: iface.to_string(),
+                        mode: pin.mode,
+                        adopted: true,
+                    });
+                }
+                Err(e) => {
+                    warn!(iface, error = %format!("{e:#}"), "pinned XDP link is stale; attaching afresh")
+                }
+            }
+        } else {
+            info!(iface, pinned = pin.mode.as_str(), wanted = ?choice, "pinned XDP link has another mode; replacing it");
+        }
+        std::fs::remove_file(&pin.path)
+            .with_context(|| format!("removing stale pin {}", pin.path.display()))?;
+    }
+
+    let mode = match choice {
+        XdpModeChoice::Native => attach_mode(program, pin_dir, iface, AttachMode::Native)?,
+        XdpModeChoice::Skb => attach_mode(program, pin_dir, iface, AttachMode::Skb)?,
+        XdpModeChoice::Auto => {
+            match attach_mode(program, pin_dir, iface, AttachMode::Native) {
+                Ok(mode) => mode,
+                Err(native) => {
+                    warn!(iface, error = %format!("{native:#}"), "native XDP refused; falling back to SKB mode");
+                    attach_mode(program, pin_dir, iface, AttachMode::Skb).map_err(|skb| {
+                    anyhow!("cannot attach XDP to {iface}: native mode: {native:#}; SKB mode: {skb:#}")
+                })?
+                }
+            }
+        }
+    };
+    info!(iface, mode = mode.as_str(), "XDP attached");
+    Ok(Attachment {
+        iface: iface.to_string(),
+        mode,
+        adopted: false,
+    })
+}
+
+/// Attaches in one mode and pins the resulting link.
+fn attach_mode(
+    program: &mut Xdp,
+    pin_dir: &Path,
+    iface: &str,
+    mode: AttachMode,
+) -> anyhow::Result<AttachMode> {
+    let flags = match mode {
+        AttachMode::Native => XdpMode::Driver,
+        AttachMode::Skb => XdpMode::Skb,
+    };
+    let id = program
+        .attach(iface, flags)
+        .with_context(|| format!("attaching XDP to {iface} in {} mode", mode.as_str()))?;
+    let link = program.take_link(id)?;
+    let fd_link = FdLink::try_from(link)
+        .map_err(|_| anyhow!("the kernel attached XDP to {iface} through netlink (no bpf_link support); it cannot be pinned"))?;
+    let path = pins::link_pin_path(pin_dir, iface, mode);
+    fd_link
+        .pin(&path)
+        .with_context(|| format!("pinning the XDP link at {}", path.display()))?;
+    Ok(mode)
+}
+
+fn adopt(program: &mut Xdp, pin: &LinkPin) -> anyhow::Result<()> {
+    let pinned = PinnedLink::from_pin(&pin.path)?;
+    let link = XdpLink::try_from(FdLink::from(pinned))?;
+    let id = program.attach_to_link(link)?;
+    // The pin keeps the link alive: taking it out of the program's managed
+    // set means dropping our copy only closes a descriptor, never detaches.
+    drop(program.take_link(id)?);
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! `kmsd`: the kms-edge daemon and its operator commands.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use kms_userspace::{config, logging, ops, serve};
+
+#[derive(Parser)]
+#[command(
+    name = "kmsd",
+    version,
+    about = "KMS server for an internet-facing edge node, with an XDP front door"
+)]
+struct Cli {
+    #[command(flatten)]
+    log: logging::LogOptions,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve KMS on TCP 1688 with the XDP enforcer attached.
+    Serve(config::ServeOptions),
+    /// Show attached interfaces, maps and packet counters (works without the daemon).
+    Status(ops::status::StatusArgs),
+    /// Manage the XDP attachment.
+    #[command(subcommand)]
+    Xdp(ops::xdp::XdpCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = logging::init(&cli.log) {
+        eprintln!("kmsd: {e:#}");
+        return ExitCode::from(2);
+    }
+    let result = match cli.command {
+        Command::Serve(options) => serve::run(options),
+        Command::Status(args) => ops::status::run(&args),
+        Command::Xdp(command) => ops::xdp::run(&command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line an operator can act on; the cause chain is joined in.
+            eprintln!("kmsd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

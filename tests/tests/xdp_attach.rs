@@ -1,0 +1,161 @@
+//! The XDP front door attaches, sees every connection attempt, drops nothing,
+//! and falls back to SKB mode when native mode is refused.
+
+use std::{net::IpAddr, time::Duration};
+
+use kms_common::Stat;
+use tests::{SERVER_V4, SERVER_V6, Testbed, process::exited_cleanly, testbed::server_addr};
+
+const PORT: u16 = 1688;
+const CONNECTIONS: usize = 20;
+
+fn listen_args() -> Vec<String> {
+    vec![
+        "--listen".into(),
+        format!("{SERVER_V4}:{PORT}"),
+        "--listen".into(),
+        format!("[{SERVER_V6}]:{PORT}"),
+        "--stats-interval".into(),
+        "1".into(),
+    ]
+}
+
+#[test]
+fn xdp_counts_every_syn_and_drops_nothing() -> anyhow::Result<()> {
+    let mut bed = Testbed::new()?;
+    let iface = bed.server_if.clone();
+    let mut args = listen_args();
+    args.extend(["--xdp-iface".into(), iface.clone()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    bed.start_kmsd(&args)?;
+    bed.kmsd()
+        .wait_for_log("XDP attached", Duration::from_secs(10))?;
+    assert!(
+        bed.kmsd().log_text().contains("mode=\"native\""),
+        "veth takes native XDP:\n{}",
+        bed.kmsd().log_text()
+    );
+
+    let before = bed.counters()?;
+    let v4 = bed.connect_from_client(server_addr(IpAddr::V4(SERVER_V4), PORT), CONNECTIONS)?;
+    let v6 = bed.connect_from_client(server_addr(IpAddr::V6(SERVER_V6), PORT), CONNECTIONS)?;
+    assert_eq!(
+        (v4, v6),
+        (CONNECTIONS, CONNECTIONS),
+        "every connection completes"
+    );
+    let after = bed.counters()?;
+
+    let delta = |stat| after[&stat] - before[&stat];
+    assert!(
+        delta(Stat::TcpSyn) >= 2 * CONNECTIONS as u64,
+        "SYNs seen: {}",
+        delta(Stat::TcpSyn)
+    );
+    assert!(delta(Stat::Ipv4) >= CONNECTIONS as u64 && delta(Stat::Ipv6) >= CONNECTIONS as u64);
+    assert_eq!(
+        after[&Stat::Dropped],
+        0,
+        "the pass-through program drops nothing"
+    );
+    assert!(delta(Stat::Passed) >= delta(Stat::TcpSyn));
+
+    // The counters are logged at debug level while serving.
+    bed.kmsd()
+        .wait_for_log("XDP counters", Duration::from_secs(5))?;
+    let status = bed.kmsd().stop(Duration::from_secs(10))?;
+    assert!(
+        exited_cleanly(status),
+        "kmsd exits 0 on SIGTERM, got {status}"
+    );
+    // The link stays pinned on purpose: enforcement outlives the daemon.
+    assert!(bed.pin_dir().join(format!("xdp-native-{iface}")).exists());
+    Ok(())
+}
+
+#[test]
+fn native_mode_refused_falls_back_to_skb() -> anyhow::Result<()> {
+    let mut bed = Testbed::new()?;
+    // veth refuses native XDP (without multi-buffer support) when the peer's
+    // MTU does not fit a page; generic XDP has no such limit.
+    bed.client
+        .exec(&["link", "set", &bed.client_if, "mtu", "9000"])?;
+    let iface = bed.server_if.clone();
+    let mut args = listen_args();
+    args.extend(["--xdp-iface".into(), iface.clone()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    bed.start_kmsd(&args)?;
+    bed.kmsd()
+        .wait_for_log("XDP attached", Duration::from_secs(10))?;
+    let log = bed.kmsd().log_text();
+    assert!(
+        log.contains("native XDP refused; falling back to SKB mode"),
+        "{log}"
+    );
+    assert!(log.contains("mode=\"skb\""), "{log}");
+    assert!(bed.pin_dir().join(format!("xdp-skb-{iface}")).exists());
+
+    let before = bed.counters()?[&Stat::TcpSyn];
+    let done = bed.connect_from_client(server_addr(IpAddr::V4(SERVER_V4), PORT), CONNECTIONS)?;
+    assert_eq!(done, CONNECTIONS);
+    let after = bed.counters()?;
+    assert!(
+        after[&Stat::TcpSyn] - before >= CONNECTIONS as u64,
+        "generic XDP sees the SYNs too"
+    );
+    assert_eq!(after[&Stat::Dropped], 0);
+    Ok(())
+}
+
+#[test]
+fn native_only_mode_fails_clearly_when_refused() -> anyhow::Result<()> {
+    let bed = Testbed::new()?;
+    bed.client
+        .exec(&["link", "set", &bed.client_if, "mtu", "9000"])?;
+    let iface = bed.server_if.clone();
+    let log = bed.workdir.0.join("native-only.log");
+    let mut kmsd = tests::Kmsd::serve(
+        &bed.server,
+        &[
+            "--pin-dir",
+            bed.pin_dir().to_str().unwrap(),
+            "--listen",
+            &format!("{SERVER_V4}:{PORT}"),
+            "--xdp-iface",
+            &iface,
+            "--xdp-mode",
+            "native",
+        ],
+        log,
+    )?;
+    let status = kmsd.wait_exit(Duration::from_secs(10))?;
+    assert!(!status.success());
+    let text = kmsd.log_text();
+    assert!(
+        text.contains(&format!("attaching XDP to {iface} in native mode")),
+        "{text}"
+    );
+    Ok(())
+}
+
+#[test]
+fn skb_mode_on_request() -> anyhow::Result<()> {
+    let mut bed = Testbed::new()?;
+    let iface = bed.server_if.clone();
+    let mut args = listen_args();
+    args.extend([
+        "--xdp-iface".into(),
+        iface.clone(),
+        "--xdp-mode".into(),
+        "skb".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    bed.start_kmsd(&args)?;
+    bed.kmsd()
+        .wait_for_log("XDP attached", Duration::from_secs(10))?;
+    assert!(bed.kmsd().log_text().contains("mode=\"skb\""));
+    let done = bed.connect_from_client(server_addr(IpAddr::V6(SERVER_V6), PORT), 5)?;
+    assert_eq!(done, 5);
+    assert!(bed.counters()?[&Stat::TcpSyn] >= 5);
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! `cargo xtask`: every build, set-up and test step of kms-edge, so no shell
+//! script knows more than this.
+
+mod build;
+mod setup;
+mod test;
+mod workspace;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install the pinned BPF toolchain and bpf-linker, and check the host (idempotent).
+    Setup,
+    /// Build the BPF object and the kmsd binary that embeds it.
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build and run `kmsd serve` (arguments after `--` go to kmsd serve).
+    Run {
+        #[arg(long)]
+        release: bool,
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Everything CI runs: fmt, clippy on both halves, unit and integration tests.
+    Test(test::TestArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Setup => setup::run(),
+        Command::Build { release } => {
+            setup::ensure()?;
+            build::kmsd(release).map(drop)
+        }
+        Command::Run { release, args } => {
+            setup::ensure()?;
+            let kmsd = build::kmsd(release)?;
+            build::exec_serve(&kmsd, &args)
+        }
+        Command::Test(args) => {
+            setup::ensure()?;
+            test::run(&args)
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! `cargo xtask test`: exactly what CI runs.
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::{build, workspace};
+
+/// Userspace packages; kms-ebpf is linted separately with the BPF toolchain.
+const HOST_PACKAGES: [&str; 4] = ["kms-common", "kms-userspace", "xtask", "tests"];
+
+#[derive(Args)]
+pub struct TestArgs {
+    /// Skip the fmt and clippy checks (for quick local iterations).
+    #[arg(long)]
+    no_lint: bool,
+    /// Passed to the test binaries (a name filter, `--nocapture`, ...).
+    #[arg(last = true)]
+    test_args: Vec<String>,
+}
+
+pub fn run(args: &TestArgs) -> Result<()> {
+    if !args.no_lint {
+        lint()?;
+    }
+    let kmsd = build::kmsd(false)?;
+    let mut cmd = workspace::cargo();
+    cmd.arg("test");
+    for package in HOST_PACKAGES {
+        cmd.args(["--package", package]);
+    }
+    cmd.env("KMSD_BIN", &kmsd);
+    if !args.test_args.is_empty() {
+        cmd.arg("--").args(&args.test_args);
+    }
+    workspace::run(&mut cmd)
+}
+
+fn lint() -> Result<()> {
+    workspace::run(workspace::cargo().args(["fmt", "--all", "--", "--check"]))?;
+    let mut clippy = workspace::cargo();
+    clippy.args(["clippy", "--all-targets"]);
+    for package in HOST_PACKAGES {
+        clippy.args(["--package", package]);
+    }
+    workspace::run(clippy.args(["--", "-D", "warnings"]))?;
+
+    let toolchain = workspace::bpf_toolchain()?;
+    let target_dir = workspace::root().join("target/bpf");
+    workspace::run(
+        workspace::bpf_cargo(&toolchain)
+            .args([
+                "clippy",
+                "--package",
+                "kms-ebpf",
+                "--target",
+                "bpfel-unknown-none",
+                "-Z",
+                "build-std=core",
+            ])
+            .arg("--target-dir")
+            .arg(target_dir)
+            .args(["--", "-D", "warnings"]),
+    )
+}
