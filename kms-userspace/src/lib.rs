@@ -11,3 +11,4 @@ pub mod netdev;
 pub mod ops;
 pub mod serve;
 pub mod shutdown;
+pub mod kms;
