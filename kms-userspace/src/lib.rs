@@ -12,3 +12,4 @@ pub mod ops;
 pub mod serve;
 pub mod shutdown;
 pub mod kms;
+pub mod rpc;
