@@ -13,3 +13,5 @@ pub mod serve;
 pub mod shutdown;
 pub mod kms;
 pub mod rpc;
+pub mod catalog;
+pub mod policy;
