@@ -13,6 +13,13 @@ use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
+use crate::policy::{
+    DEFAULT_HWID, PolicySettings, Whitelist,
+    clients::ListStart,
+    epid::{EpidOptions, Randomization},
+    interval::parse_minutes,
+};
+
 /// The KMS port clients use.
 pub const KMS_PORT: u16 = 1688;
 /// Where the BPF maps and links are pinned unless `--pin-dir` says otherwise.
@@ -69,6 +76,90 @@ pub struct ServeOptions {
     #[arg(long, value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stats_interval: Option<u64>,
+
+    /// Close a connection after this many seconds without a byte [default: 30].
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+
+    /// Most simultaneous clients; more are closed at once [default: unlimited].
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_clients: Option<usize>,
+
+    /// Close the connection after each response (vlmcsd -d).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disconnect_after_response: Option<bool>,
+
+    /// ePID randomization: 0 fixed, 1 random at start, 2 random per request [default: 1].
+    #[arg(long, value_name = "LEVEL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epid_randomization: Option<u8>,
+
+    /// LCID for random ePIDs [default: random].
+    #[arg(long, value_name = "LCID")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lcid: Option<u32>,
+
+    /// Host build for random ePIDs, e.g. 17763 [default: random].
+    #[arg(long, value_name = "BUILD")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_build: Option<u32>,
+
+    /// Fixed ePID for a CSVLK: `Windows=03612-...`, `Office2019=...`; repeatable.
+    #[arg(long, value_name = "CSVLK=EPID")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub epid: Vec<String>,
+
+    /// HwId of v6 responses, 16 hex digits in wire order [default: 3A1C049600B60076].
+    #[arg(long, value_name = "HEX")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hwid: Option<String>,
+
+    /// Retry interval for clients that failed, with s/m/h/d/w suffix [default: 2h].
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activation_interval: Option<String>,
+
+    /// Renewal interval for activated clients, with s/m/h/d/w suffix [default: 7d].
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renewal_interval: Option<String>,
+
+    /// Count policy: `off` reports 2×N (vlmcsd -M0); `prefilled` or `empty`
+    /// keeps a client list per application like a genuine host (-M1 -E0/-E1) [default: off].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_list: Option<ClientListChoice>,
+
+    /// Whitelisting level 0-3 (vlmcsd -K) [default: 0].
+    #[arg(long, value_name = "LEVEL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub whitelist: Option<u8>,
+
+    /// Refuse clients whose clock is more than 4 hours off (vlmcsd -c1).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check_client_time: Option<bool>,
+
+    /// Offer NDR64 [default: decided by the ePID's host build, as vlmcsd].
+    #[arg(long, value_name = "BOOL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ndr64: Option<bool>,
+
+    /// Acknowledge Bind Time Feature Negotiation [default: true].
+    #[arg(long, value_name = "BOOL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub btfn: Option<bool>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientListChoice {
+    Off,
+    Prefilled,
+    Empty,
 }
 
 impl ServeOptions {
@@ -112,6 +203,11 @@ pub struct Settings {
     /// `None` when XDP is off.
     pub xdp: Option<XdpSettings>,
     pub stats_interval: Duration,
+    pub timeout: Duration,
+    pub max_clients: Option<usize>,
+    pub disconnect_after_response: bool,
+    pub policy: PolicySettings,
+    pub btfn: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -138,12 +234,74 @@ impl Settings {
             pin_dir: o.pin_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_PIN_DIR)),
         });
         let stats_interval = Duration::from_secs(o.stats_interval.unwrap_or(10).max(1));
+        let policy = PolicySettings {
+            epid: EpidOptions {
+                randomization: match o.epid_randomization.unwrap_or(1) {
+                    0 => Randomization::Fixed,
+                    1 => Randomization::PerStart,
+                    2 => Randomization::PerRequest,
+                    other => bail!("--epid-randomization {other}: expected 0, 1 or 2"),
+                },
+                lcid: o.lcid,
+                host_build: o.host_build,
+                ndr64: o.ndr64,
+                overrides: o.epid.iter().map(|e| parse_epid_override(e)).collect::<anyhow::Result<_>>()?,
+            },
+            hwid: match &o.hwid {
+                None => DEFAULT_HWID,
+                Some(text) => parse_hwid(text)?,
+            },
+            activation_interval: parse_minutes(o.activation_interval.as_deref().unwrap_or("2h"))
+                .map_err(|e| anyhow::anyhow!("--activation-interval: {e}"))?,
+            renewal_interval: parse_minutes(o.renewal_interval.as_deref().unwrap_or("7d"))
+                .map_err(|e| anyhow::anyhow!("--renewal-interval: {e}"))?,
+            client_list: match o.client_list.unwrap_or(ClientListChoice::Off) {
+                ClientListChoice::Off => None,
+                ClientListChoice::Prefilled => Some(ListStart::Prefilled),
+                ClientListChoice::Empty => Some(ListStart::Empty),
+            },
+            whitelist: match o.whitelist.unwrap_or(0) {
+                level @ 0..=3 => Whitelist(level),
+                other => bail!("--whitelist {other}: expected 0, 1, 2 or 3"),
+            },
+            check_client_time: o.check_client_time.unwrap_or(false),
+        };
         Ok(Settings {
             listen,
             xdp,
             stats_interval,
+            timeout: Duration::from_secs(o.timeout.unwrap_or(30).max(1)),
+            max_clients: o.max_clients,
+            disconnect_after_response: o.disconnect_after_response.unwrap_or(false),
+            policy,
+            btfn: o.btfn.unwrap_or(true),
         })
     }
+}
+
+/// `Windows=03612-...`: a CSVLK by its ini name (or index) and an ePID.
+fn parse_epid_override(text: &str) -> anyhow::Result<(usize, String)> {
+    let Some((name, epid)) = text.split_once('=') else {
+        bail!("--epid {text:?}: expected CSVLK=EPID, e.g. Windows=03612-00206-556-123727-03-1033-17763.0000-2972018");
+    };
+    let catalog = crate::catalog::catalog();
+    let index = match name.trim().parse::<usize>() {
+        Ok(index) if index < catalog.csvlks.len() => index,
+        _ => match catalog.csvlk_by_name(name.trim()) {
+            Some(csvlk) => csvlk.index,
+            None => {
+                let names: Vec<&str> = catalog.csvlks.iter().map(|c| c.ini_name.as_str()).collect();
+                bail!("--epid {text:?}: unknown CSVLK {name:?} (one of {})", names.join(", "));
+            }
+        },
+    };
+    crate::policy::epid::validate(epid.trim()).map_err(anyhow::Error::msg)?;
+    Ok((index, epid.trim().to_string()))
+}
+
+fn parse_hwid(text: &str) -> anyhow::Result<[u8; 8]> {
+    let bytes = hex::decode(text.trim()).map_err(|e| anyhow::anyhow!("--hwid {text:?}: {e}"))?;
+    bytes.try_into().map_err(|_| anyhow::anyhow!("--hwid {text:?}: expected 16 hex digits"))
 }
 
 #[cfg(test)]
@@ -213,6 +371,30 @@ mod tests {
                 .xdp
                 .is_some()
         );
+    }
+
+    #[test]
+    fn policy_flags_resolve_with_vlmcsd_defaults_and_reject_bad_values() {
+        let s = parse(&[]).resolve().unwrap();
+        assert_eq!((s.policy.activation_interval, s.policy.renewal_interval), (120, 10080));
+        assert_eq!(s.policy.hwid, DEFAULT_HWID);
+        assert_eq!(s.timeout, Duration::from_secs(30));
+        assert!(s.btfn && s.max_clients.is_none() && !s.disconnect_after_response);
+        let s = parse(&["--epid", "Office2019=1-2-3", "--hwid", "0102030405060708", "--renewal-interval", "1d"])
+            .resolve()
+            .unwrap();
+        assert_eq!(s.policy.epid.overrides, vec![(5, "1-2-3".to_string())]);
+        assert_eq!(s.policy.hwid, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(s.policy.renewal_interval, 1440);
+        for bad in [
+            &["--epid", "Nope=1"][..],
+            &["--hwid", "123"],
+            &["--whitelist", "4"],
+            &["--epid-randomization", "3"],
+            &["--activation-interval", "2y"],
+        ] {
+            assert!(parse(bad).resolve().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,15 +1,18 @@
 //! The KMS listeners: bound up front (so a bad address fails the start, not a
 //! task later), IPv6 sockets set v6-only so `0.0.0.0:1688` and `[::]:1688`
-//! coexist.
+//! coexist. Each accepted connection runs in its own task.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
 use tracing::{debug, info, warn};
 
-use crate::shutdown::Shutdown;
+use crate::{
+    connection::{self, Shared},
+    shutdown::Shutdown,
+};
 
 const BACKLOG: i32 = 1024;
 
@@ -20,33 +23,49 @@ pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     }
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
-    socket
-        .bind(&addr.into())
-        .with_context(|| format!("binding {addr}"))?;
-    socket
-        .listen(BACKLOG)
-        .with_context(|| format!("listening on {addr}"))?;
+    socket.bind(&addr.into()).with_context(|| format!("binding {addr}"))?;
+    socket.listen(BACKLOG).with_context(|| format!("listening on {addr}"))?;
     let listener = TcpListener::from_std(socket.into())?;
     info!(%addr, "KMS listener bound");
     Ok(listener)
 }
 
-/// Accepts until shutdown. Until the KMS protocol is served, a connection is
-/// accepted and closed at once.
-pub async fn accept_loop(listener: TcpListener, mut shutdown: Shutdown) {
+/// Accepts until shutdown, then waits for this listener's connections.
+/// `slots` bounds simultaneous clients across all listeners (None: unlimited);
+/// a connection over the limit is closed at once.
+pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, slots: Option<Arc<Semaphore>>, mut shutdown: Shutdown) {
+    let mut connections = JoinSet::new();
     loop {
-        tokio::select! {
-            _ = shutdown.wait() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => handle(stream, peer),
-                // Out of descriptors and the like: keep serving the others.
-                Err(e) => warn!(error = %e, "accept failed"),
+        let accepted = tokio::select! {
+            _ = shutdown.wait() => break,
+            accepted = listener.accept() => accepted,
+            // Reap finished tasks so the set does not grow with history.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            // Out of descriptors and the like: keep serving the others.
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let permit = match &slots {
+            None => None,
+            Some(slots) => match slots.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    debug!(%peer, "maximum number of clients reached; connection closed");
+                    continue;
+                }
             },
-        }
+        };
+        let _ = stream.set_nodelay(true);
+        let (shared, shutdown) = (shared.clone(), shutdown.clone());
+        connections.spawn(async move {
+            connection::serve(stream, peer, shared, shutdown).await;
+            drop(permit);
+        });
     }
-}
-
-fn handle(stream: TcpStream, peer: SocketAddr) {
-    debug!(%peer, "connection accepted and closed");
-    drop(stream);
+    while connections.join_next().await.is_some() {}
 }

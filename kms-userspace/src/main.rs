@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use kms_userspace::{config, logging, ops, serve};
+use kms_userspace::{client, config, logging, ops, serve};
 
 #[derive(Parser)]
 #[command(
@@ -23,6 +23,11 @@ struct Cli {
 enum Command {
     /// Serve KMS on TCP 1688 with the XDP enforcer attached.
     Serve(config::ServeOptions),
+    /// Activate against a KMS server like a real client and verify the answer
+    /// (or, with --concurrency/--duration, generate load).
+    Client(client::ClientArgs),
+    /// The product catalogue: names, SKU ids, KMS ids, GVLKs.
+    Products(ops::products::ProductsArgs),
     /// Show attached interfaces, maps and packet counters (works without the daemon).
     Status(ops::status::StatusArgs),
     /// Manage the XDP attachment.
@@ -38,6 +43,8 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Serve(options) => serve::run(options),
+        Command::Client(args) => client::run(args),
+        Command::Products(args) => ops::products::run(&args),
         Command::Status(args) => ops::status::run(&args),
         Command::Xdp(command) => ops::xdp::run(&command),
     };

@@ -6,10 +6,21 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tracing::{debug, info, warn};
 
+use std::sync::{Arc, atomic::AtomicU32};
+
+use rand::Rng as _;
+use tokio::sync::Semaphore;
+
 use crate::{
+    activation::KmsService,
+    catalog::catalog,
     config::{ServeOptions, Settings},
+    connection::Shared,
     edge::{self, loader::Edge, stats::StatsReader},
-    listener, netdev, shutdown,
+    listener, netdev,
+    policy::Policy,
+    rpc::{bind::Offer, session::RpcOptions},
+    shutdown,
 };
 
 /// How long in-flight work may take once shutdown has begun.
@@ -25,6 +36,7 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let shared = Arc::new(kms_service(&settings)?);
     let listeners = settings
         .listen
         .iter()
@@ -48,8 +60,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
     let (trigger, shutdown) = shutdown::channel();
     let mut tasks = tokio::task::JoinSet::new();
+    let slots = settings.max_clients.map(|n| Arc::new(Semaphore::new(n)));
     for listener in listeners {
-        tasks.spawn(listener::accept_loop(listener, shutdown.clone()));
+        tasks.spawn(listener::accept_loop(listener, shared.clone(), slots.clone(), shutdown.clone()));
     }
     if let Some(edge) = edge {
         tasks.spawn(log_counters(
@@ -76,6 +89,22 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         warn!(grace = ?SHUTDOWN_GRACE, "tasks still running after the grace period; exiting anyway");
     }
     Ok(())
+}
+
+/// The KMS service and connection settings every connection shares.
+fn kms_service(settings: &Settings) -> anyhow::Result<Shared> {
+    let catalog = catalog();
+    let mut rng = rand::rng();
+    let policy = Policy::new(catalog, settings.policy.clone(), &mut rng).map_err(anyhow::Error::msg)?;
+    let offer = Offer { ndr64: policy.ndr64(), btfn: settings.btfn };
+    info!(ndr64 = offer.ndr64, btfn = offer.btfn, "KMS service ready");
+    Ok(Shared {
+        service: KmsService::new(catalog, policy),
+        rpc: RpcOptions { offer },
+        timeout: settings.timeout,
+        disconnect_after_response: settings.disconnect_after_response,
+        assoc_group: AtomicU32::new(rng.random()),
+    })
 }
 
 /// Logs the XDP counters at debug level until shutdown. Holding `edge` here

@@ -123,13 +123,14 @@ pub fn encode_response(
     rng: &mut impl RngCore,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(320);
-    out.extend_from_slice(&request.version.to_bytes());
     if request.version.major == 4 {
+        // The base starts with the version; the MAC covers all of it.
         base.encode(&mut out);
         let mac = v4_mac(&ciphers.v4, &out);
         out.extend_from_slice(&mac);
         return out;
     }
+    out.extend_from_slice(&request.version.to_bytes());
 
     // v5 and v6 share: base ‖ Random⊕D ‖ SHA-256(Random).
     let mut random = [0u8; 16];

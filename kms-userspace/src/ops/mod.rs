@@ -1,6 +1,7 @@
 //! Operator commands. They work on the pinned BPF state in `--pin-dir`, so they
 //! work the same whether or not a daemon is running.
 
+pub mod products;
 pub mod status;
 pub mod xdp;
 
