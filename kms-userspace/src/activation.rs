@@ -20,7 +20,9 @@ use crate::{
 const FILETIME_UNIX_OFFSET: u64 = 11_644_473_600;
 
 pub fn filetime_now() -> u64 {
-    let unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     (unix.as_secs() + FILETIME_UNIX_OFFSET) * 10_000_000 + u64::from(unix.subsec_nanos() / 100)
 }
 
@@ -49,10 +51,18 @@ pub struct ActivationRecord {
 
 impl KmsService {
     pub fn new(catalog: &'static Catalog, policy: Policy) -> Self {
-        KmsService { catalog, policy, ciphers: Ciphers::new() }
+        KmsService {
+            catalog,
+            policy,
+            ciphers: Ciphers::new(),
+        }
     }
 
-    pub fn activate(&self, payload: &[u8], rng: &mut impl Rng) -> (Result<Vec<u8>, u32>, ActivationRecord) {
+    pub fn activate(
+        &self,
+        payload: &[u8],
+        rng: &mut impl Rng,
+    ) -> (Result<Vec<u8>, u32>, ActivationRecord) {
         let mut record = ActivationRecord {
             version: None,
             application: String::new(),
@@ -74,8 +84,10 @@ impl KmsService {
         };
         let base = &request.base;
         record.version = Some(request.version);
-        record.application =
-            self.catalog.application(&base.app_id).map_or_else(|| format!("unknown {}", base.app_id), |a| a.name.clone());
+        record.application = self
+            .catalog
+            .application(&base.app_id)
+            .map_or_else(|| format!("unknown {}", base.app_id), |a| a.name.clone());
         record.product = self.catalog.product_name(&base.act_id, &base.kms_id);
         record.kms_id = Some(base.kms_id);
         record.cmid = Some(base.cmid);
@@ -99,7 +111,8 @@ impl KmsService {
             activation_interval: grant.activation_interval,
             renewal_interval: grant.renewal_interval,
         };
-        let payload = protocol::encode_response(&self.ciphers, &request, &response, grant.hwid, rng);
+        let payload =
+            protocol::encode_response(&self.ciphers, &request, &response, grant.hwid, rng);
         record.hresult = hresult::S_OK;
         record.epid = Some(response.epid);
         (Ok(payload), record)

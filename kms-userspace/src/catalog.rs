@@ -88,13 +88,27 @@ pub struct Catalog {
 pub fn catalog() -> &'static Catalog {
     static CATALOG: OnceLock<Catalog> = OnceLock::new();
     CATALOG.get_or_init(|| {
-        let doc: Document = serde_json::from_str(PRODUCTS_JSON).expect("embedded products.json is valid (unit-tested)");
-        let mut epid_builds: Vec<HostBuild> =
-            doc.host_builds.into_iter().filter(|b| b.use_for_epid && b.release_date_unix.is_some()).collect();
+        let doc: Document = serde_json::from_str(PRODUCTS_JSON)
+            .expect("embedded products.json is valid (unit-tested)");
+        let mut epid_builds: Vec<HostBuild> = doc
+            .host_builds
+            .into_iter()
+            .filter(|b| b.use_for_epid && b.release_date_unix.is_some())
+            .collect();
         epid_builds.sort_by(|a, b| b.build.cmp(&a.build));
         Catalog {
-            by_kms_id: doc.kms_ids.iter().enumerate().map(|(i, k)| (k.id, i)).collect(),
-            by_sku: doc.skus.iter().enumerate().map(|(i, s)| (s.id, i)).collect(),
+            by_kms_id: doc
+                .kms_ids
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (k.id, i))
+                .collect(),
+            by_sku: doc
+                .skus
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.id, i))
+                .collect(),
             applications: doc.applications,
             csvlks: doc.csvlks,
             kms_ids: doc.kms_ids,
@@ -123,22 +137,36 @@ impl Catalog {
     }
 
     pub fn csvlk_by_name(&self, ini_name: &str) -> Option<&Csvlk> {
-        self.csvlks.iter().find(|c| c.ini_name.eq_ignore_ascii_case(ini_name))
+        self.csvlks
+            .iter()
+            .find(|c| c.ini_name.eq_ignore_ascii_case(ini_name))
     }
 
     /// A SKU by exact GUID, exact name (case-insensitive), or unique name prefix.
     pub fn find_sku(&self, query: &str) -> Result<&Sku, String> {
         if let Ok(id) = query.parse::<Uuid>() {
-            return self.sku(&id).ok_or_else(|| format!("no product with SKU id {id}"));
+            return self
+                .sku(&id)
+                .ok_or_else(|| format!("no product with SKU id {id}"));
         }
-        if let Some(sku) = self.skus.iter().find(|s| s.name.eq_ignore_ascii_case(query)) {
+        if let Some(sku) = self
+            .skus
+            .iter()
+            .find(|s| s.name.eq_ignore_ascii_case(query))
+        {
             return Ok(sku);
         }
         let lower = query.to_ascii_lowercase();
-        let matches: Vec<&Sku> = self.skus.iter().filter(|s| s.name.to_ascii_lowercase().contains(&lower)).collect();
+        let matches: Vec<&Sku> = self
+            .skus
+            .iter()
+            .filter(|s| s.name.to_ascii_lowercase().contains(&lower))
+            .collect();
         match matches.as_slice() {
             [one] => Ok(one),
-            [] => Err(format!("no product matches {query:?} (see `kmsd products`)")),
+            [] => Err(format!(
+                "no product matches {query:?} (see `kmsd products`)"
+            )),
             many => Err(format!(
                 "{query:?} matches {} products, e.g. {:?}, {:?}; be more precise or give the SKU id",
                 many.len(),

@@ -245,7 +245,11 @@ impl Settings {
                 lcid: o.lcid,
                 host_build: o.host_build,
                 ndr64: o.ndr64,
-                overrides: o.epid.iter().map(|e| parse_epid_override(e)).collect::<anyhow::Result<_>>()?,
+                overrides: o
+                    .epid
+                    .iter()
+                    .map(|e| parse_epid_override(e))
+                    .collect::<anyhow::Result<_>>()?,
             },
             hwid: match &o.hwid {
                 None => DEFAULT_HWID,
@@ -282,7 +286,9 @@ impl Settings {
 /// `Windows=03612-...`: a CSVLK by its ini name (or index) and an ePID.
 fn parse_epid_override(text: &str) -> anyhow::Result<(usize, String)> {
     let Some((name, epid)) = text.split_once('=') else {
-        bail!("--epid {text:?}: expected CSVLK=EPID, e.g. Windows=03612-00206-556-123727-03-1033-17763.0000-2972018");
+        bail!(
+            "--epid {text:?}: expected CSVLK=EPID, e.g. Windows=03612-00206-556-123727-03-1033-17763.0000-2972018"
+        );
     };
     let catalog = crate::catalog::catalog();
     let index = match name.trim().parse::<usize>() {
@@ -291,7 +297,10 @@ fn parse_epid_override(text: &str) -> anyhow::Result<(usize, String)> {
             Some(csvlk) => csvlk.index,
             None => {
                 let names: Vec<&str> = catalog.csvlks.iter().map(|c| c.ini_name.as_str()).collect();
-                bail!("--epid {text:?}: unknown CSVLK {name:?} (one of {})", names.join(", "));
+                bail!(
+                    "--epid {text:?}: unknown CSVLK {name:?} (one of {})",
+                    names.join(", ")
+                );
             }
         },
     };
@@ -301,7 +310,9 @@ fn parse_epid_override(text: &str) -> anyhow::Result<(usize, String)> {
 
 fn parse_hwid(text: &str) -> anyhow::Result<[u8; 8]> {
     let bytes = hex::decode(text.trim()).map_err(|e| anyhow::anyhow!("--hwid {text:?}: {e}"))?;
-    bytes.try_into().map_err(|_| anyhow::anyhow!("--hwid {text:?}: expected 16 hex digits"))
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("--hwid {text:?}: expected 16 hex digits"))
 }
 
 #[cfg(test)]
@@ -376,13 +387,23 @@ mod tests {
     #[test]
     fn policy_flags_resolve_with_vlmcsd_defaults_and_reject_bad_values() {
         let s = parse(&[]).resolve().unwrap();
-        assert_eq!((s.policy.activation_interval, s.policy.renewal_interval), (120, 10080));
+        assert_eq!(
+            (s.policy.activation_interval, s.policy.renewal_interval),
+            (120, 10080)
+        );
         assert_eq!(s.policy.hwid, DEFAULT_HWID);
         assert_eq!(s.timeout, Duration::from_secs(30));
         assert!(s.btfn && s.max_clients.is_none() && !s.disconnect_after_response);
-        let s = parse(&["--epid", "Office2019=1-2-3", "--hwid", "0102030405060708", "--renewal-interval", "1d"])
-            .resolve()
-            .unwrap();
+        let s = parse(&[
+            "--epid",
+            "Office2019=1-2-3",
+            "--hwid",
+            "0102030405060708",
+            "--renewal-interval",
+            "1d",
+        ])
+        .resolve()
+        .unwrap();
         assert_eq!(s.policy.epid.overrides, vec![(5, "1-2-3".to_string())]);
         assert_eq!(s.policy.hwid, [1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(s.policy.renewal_interval, 1440);

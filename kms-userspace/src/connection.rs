@@ -53,9 +53,16 @@ enum End {
     Io(std::io::Error),
 }
 
-pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, mut shutdown: Shutdown) {
+pub async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut shutdown: Shutdown,
+) {
     let local_port = stream.local_addr().map_or(0, |a| a.port());
-    let group = shared.assoc_group.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let group = shared
+        .assoc_group
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut session = Session::new(shared.rpc.clone(), group, local_port);
     let mut buf = BytesMut::with_capacity(1024);
     let mut requests = 0u32;
@@ -118,7 +125,12 @@ fn activate(shared: &Shared, peer: SocketAddr, call: Call<'_>) -> Result<Vec<u8>
 }
 
 /// The one structured log line per activation.
-fn log_activation(peer: SocketAddr, r: &ActivationRecord, ndr: crate::rpc::ndr::Ndr, latency: Duration) {
+fn log_activation(
+    peer: SocketAddr,
+    r: &ActivationRecord,
+    ndr: crate::rpc::ndr::Ndr,
+    latency: Duration,
+) {
     let version = r.version.map(|v| v.to_string()).unwrap_or_default();
     let kms_id = r.kms_id.map(|k| k.to_string()).unwrap_or_default();
     let cmid = r.cmid.map(|c| c.to_string()).unwrap_or_default();

@@ -23,17 +23,26 @@ pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     }
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
-    socket.bind(&addr.into()).with_context(|| format!("binding {addr}"))?;
-    socket.listen(BACKLOG).with_context(|| format!("listening on {addr}"))?;
+    socket
+        .bind(&addr.into())
+        .with_context(|| format!("binding {addr}"))?;
+    socket
+        .listen(BACKLOG)
+        .with_context(|| format!("listening on {addr}"))?;
     let listener = TcpListener::from_std(socket.into())?;
-    info!(%addr, "KMS listener bound");
+    info!(addr = %listener.local_addr()?, "KMS listener bound");
     Ok(listener)
 }
 
 /// Accepts until shutdown, then waits for this listener's connections.
 /// `slots` bounds simultaneous clients across all listeners (None: unlimited);
 /// a connection over the limit is closed at once.
-pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, slots: Option<Arc<Semaphore>>, mut shutdown: Shutdown) {
+pub async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    slots: Option<Arc<Semaphore>>,
+    mut shutdown: Shutdown,
+) {
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {

@@ -62,7 +62,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     let slots = settings.max_clients.map(|n| Arc::new(Semaphore::new(n)));
     for listener in listeners {
-        tasks.spawn(listener::accept_loop(listener, shared.clone(), slots.clone(), shutdown.clone()));
+        tasks.spawn(listener::accept_loop(
+            listener,
+            shared.clone(),
+            slots.clone(),
+            shutdown.clone(),
+        ));
     }
     if let Some(edge) = edge {
         tasks.spawn(log_counters(
@@ -95,8 +100,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 fn kms_service(settings: &Settings) -> anyhow::Result<Shared> {
     let catalog = catalog();
     let mut rng = rand::rng();
-    let policy = Policy::new(catalog, settings.policy.clone(), &mut rng).map_err(anyhow::Error::msg)?;
-    let offer = Offer { ndr64: policy.ndr64(), btfn: settings.btfn };
+    let policy =
+        Policy::new(catalog, settings.policy.clone(), &mut rng).map_err(anyhow::Error::msg)?;
+    let offer = Offer {
+        ndr64: policy.ndr64(),
+        btfn: settings.btfn,
+    };
     info!(ndr64 = offer.ndr64, btfn = offer.btfn, "KMS service ready");
     Ok(Shared {
         service: KmsService::new(catalog, policy),

@@ -19,7 +19,9 @@ struct TaskResult {
 
 pub async fn run(plan: &Plan, args: &ClientArgs) -> anyhow::Result<()> {
     let concurrency = args.concurrency.unwrap_or(1).max(1);
-    let deadline = args.duration.map(|secs| Instant::now() + Duration::from_secs_f64(secs.max(0.0)));
+    let deadline = args
+        .duration
+        .map(|secs| Instant::now() + Duration::from_secs_f64(secs.max(0.0)));
     let per_task = match (args.requests, deadline) {
         (Some(n), _) => Some(n),
         (None, Some(_)) => None,
@@ -46,7 +48,9 @@ pub async fn run(plan: &Plan, args: &ClientArgs) -> anyhow::Result<()> {
         if all.latencies_us.is_empty() {
             return 0.0;
         }
-        let i = ((all.latencies_us.len() as f64 * p).ceil() as usize).clamp(1, all.latencies_us.len()) - 1;
+        let i = ((all.latencies_us.len() as f64 * p).ceil() as usize)
+            .clamp(1, all.latencies_us.len())
+            - 1;
         f64::from(all.latencies_us[i]) / 1000.0
     };
     let activations = all.latencies_us.len() as u64;
@@ -81,7 +85,12 @@ pub async fn run(plan: &Plan, args: &ClientArgs) -> anyhow::Result<()> {
         );
     }
     if all.failures > 0 {
-        bail!("{} of {} activations failed; first: {}", all.failures, activations + all.failures, all.first_error.unwrap_or_default());
+        bail!(
+            "{} of {} activations failed; first: {}",
+            all.failures,
+            activations + all.failures,
+            all.first_error.unwrap_or_default()
+        );
     }
     Ok(())
 }
@@ -103,12 +112,16 @@ async fn client_task(plan: Plan, limit: Option<u64>, deadline: Option<Instant>) 
                 conn = Some(Connection::open(plan.addr, plan.bind, plan.timeout, call_id).await?);
             }
             let connection = conn.as_mut().expect("opened above");
-            connection.activate(&ciphers, &plan.request(), call_id).await
+            connection
+                .activate(&ciphers, &plan.request(), call_id)
+                .await
         }
         .await;
         call_id = call_id.wrapping_add(1);
         match outcome {
-            Ok(_) => result.latencies_us.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32),
+            Ok(_) => result
+                .latencies_us
+                .push(started.elapsed().as_micros().min(u32::MAX as u128) as u32),
             Err(e) => {
                 result.failures += 1;
                 result.first_error.get_or_insert_with(|| e.to_string());

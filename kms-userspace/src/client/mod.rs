@@ -95,7 +95,10 @@ pub struct Plan {
 impl Plan {
     /// A fresh request base (new CMID unless fixed, current time).
     pub fn request(&self) -> RequestBase {
-        let unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
         let kms = catalog().kms_id(&self.sku.kms_id);
         RequestBase {
             version: self.version,
@@ -119,7 +122,10 @@ pub async fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
     if let Ok(ip) = target.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, KMS_PORT));
     }
-    let with_port = if target.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+    let with_port = if target
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
         target.to_string()
     } else {
         format!("{target}:{KMS_PORT}")
@@ -141,12 +147,18 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
     let runtime = builder.enable_all().build()?;
     runtime.block_on(async move {
         let plan = plan(&args).await?;
-        if load { load::run(&plan, &args).await } else { single(&plan, &args).await }
+        if load {
+            load::run(&plan, &args).await
+        } else {
+            single(&plan, &args).await
+        }
     })
 }
 
 async fn plan(args: &ClientArgs) -> anyhow::Result<Plan> {
-    let sku = catalog().find_sku(&args.product).map_err(anyhow::Error::msg)?;
+    let sku = catalog()
+        .find_sku(&args.product)
+        .map_err(anyhow::Error::msg)?;
     let version = match args.protocol {
         Some(major) => Version { major, minor: 0 },
         None => match sku.default_protocol.as_str() {
@@ -163,7 +175,11 @@ async fn plan(args: &ClientArgs) -> anyhow::Result<Plan> {
         sku,
         version,
         n_policy: args.required_clients.unwrap_or(sku.n_count_policy),
-        bind: BindOptions { ndr64: args.ndr64, btfn: args.btfn, multiplex: !args.no_multiplex },
+        bind: BindOptions {
+            ndr64: args.ndr64,
+            btfn: args.btfn,
+            multiplex: !args.no_multiplex,
+        },
         reconnect: args.reconnect,
         client_id: args.client_id,
         workstation: args.workstation.clone(),
@@ -202,19 +218,28 @@ async fn single(plan: &Plan, args: &ClientArgs) -> anyhow::Result<()> {
         }));
     }
     if args.json {
-        println!("{}", json!({ "server": plan.addr.to_string(), "activations": results.len(), "failures": 0, "responses": results }));
+        println!(
+            "{}",
+            json!({ "server": plan.addr.to_string(), "activations": results.len(), "failures": 0, "responses": results })
+        );
     }
     Ok(())
 }
 
 fn print_response(plan: &Plan, request: &RequestBase, v: &VerifiedResponse) {
-    println!("Activated {} at {} (protocol {})", plan.sku.name, plan.addr, plan.version);
+    println!(
+        "Activated {} at {} (protocol {})",
+        plan.sku.name, plan.addr, plan.version
+    );
     println!("  ePID                 {}", v.base.epid);
     if let Some(hwid) = v.hwid {
         println!("  HwId                 {}", hex::encode_upper(hwid));
     }
     println!("  client machine id    {}", request.cmid);
-    println!("  active clients       {} (required {})", v.base.count, request.n_policy);
+    println!(
+        "  active clients       {} (required {})",
+        v.base.count, request.n_policy
+    );
     println!("  activation interval  {} min", v.base.activation_interval);
     println!("  renewal interval     {} min", v.base.renewal_interval);
 }

@@ -51,7 +51,9 @@ pub enum ClientError {
     Refused(u32),
     #[error("response failed verification: {0}")]
     Verify(#[from] protocol::VerifyError),
-    #[error("server reports {count} active clients, below the product's required {required} (client error 0xC004F038)")]
+    #[error(
+        "server reports {count} active clients, below the product's required {required} (client error 0xC004F038)"
+    )]
     CountTooLow { count: u32, required: u32 },
 }
 
@@ -72,7 +74,12 @@ pub struct Connection {
 impl Connection {
     /// Connects and binds; `call_id` is the client's running call id (vlmcs
     /// keeps counting across reconnects).
-    pub async fn open(addr: SocketAddr, opts: BindOptions, limit: Duration, call_id: u32) -> Result<Self, ClientError> {
+    pub async fn open(
+        addr: SocketAddr,
+        opts: BindOptions,
+        limit: Duration,
+        call_id: u32,
+    ) -> Result<Self, ClientError> {
         let stream = timeout(limit, TcpStream::connect(addr))
             .await
             .map_err(|_| ClientError::Timeout)?
@@ -91,18 +98,30 @@ impl Connection {
     }
 
     async fn bind(&mut self, opts: BindOptions, call_id: u32) -> Result<(), ClientError> {
-        let element =
-            |id, syntax| ContextElement { id, abstract_syntax: KMS_INTERFACE, transfer_syntaxes: vec![syntax] };
+        let element = |id, syntax| ContextElement {
+            id,
+            abstract_syntax: KMS_INTERFACE,
+            transfer_syntaxes: vec![syntax],
+        };
         let mut contexts = vec![element(0, NDR32)];
         if opts.ndr64 {
             contexts.push(element(1, NDR64));
         }
         if opts.btfn {
-            contexts.push(element(contexts.len() as u16, syntax::btfn(syntax::BTFN_FEATURES)));
+            contexts.push(element(
+                contexts.len() as u16,
+                syntax::btfn(syntax::BTFN_FEATURES),
+            ));
         }
-        let body = BindBody { max_xmit: 5840, max_recv: 5840, assoc_group: 0, contexts: contexts.clone() };
+        let body = BindBody {
+            max_xmit: 5840,
+            max_recv: 5840,
+            assoc_group: 0,
+            contexts: contexts.clone(),
+        };
         let bind_flags = flags::FIRST_LAST | if opts.multiplex { flags::CONC_MPX } else { 0 };
-        self.send(&Header::new(ptype::BIND, bind_flags, call_id).encode_with(&body.encode())).await?;
+        self.send(&Header::new(ptype::BIND, bind_flags, call_id).encode_with(&body.encode()))
+            .await?;
         let (header, ack_body) = self.receive().await?;
         let ack = expect_ack(&header, &ack_body, ptype::BIND_ACK, call_id, contexts.len())?;
         if (header.flags & flags::CONC_MPX != 0) != opts.multiplex {
@@ -127,8 +146,17 @@ impl Connection {
         }
         if ndr32.is_none() {
             // The server preferred NDR64: bind NDR32 too, as vlmcs does.
-            let alter = BindBody { max_xmit: 5840, max_recv: 5840, assoc_group: 0, contexts: vec![element(0, NDR32)] };
-            self.send(&Header::new(ptype::ALTER_CONTEXT, bind_flags, call_id).encode_with(&alter.encode())).await?;
+            let alter = BindBody {
+                max_xmit: 5840,
+                max_recv: 5840,
+                assoc_group: 0,
+                contexts: vec![element(0, NDR32)],
+            };
+            self.send(
+                &Header::new(ptype::ALTER_CONTEXT, bind_flags, call_id)
+                    .encode_with(&alter.encode()),
+            )
+            .await?;
             let (header, body) = self.receive().await?;
             let ack = expect_ack(&header, &body, ptype::ALTER_CONTEXT_RESP, call_id, 1)?;
             if header.flags & flags::CONC_MPX != 0 {
@@ -154,23 +182,41 @@ impl Connection {
         base: &RequestBase,
         call_id: u32,
     ) -> Result<VerifiedResponse, ClientError> {
-        let (context, ndr) = if self.requests_sent == 0 { self.first } else { self.later };
+        let (context, ndr) = if self.requests_sent == 0 {
+            self.first
+        } else {
+            self.later
+        };
         self.requests_sent += 1;
         let (payload, pending) = protocol::encode_request(ciphers, base, &mut rand::rng());
-        self.send(&Request::encode(call_id, context, &ndr.encode_request(&payload))).await?;
+        self.send(&Request::encode(
+            call_id,
+            context,
+            &ndr.encode_request(&payload),
+        ))
+        .await?;
         let (header, body) = self.receive().await?;
         if header.call_id != call_id {
-            return Err(protocol_error(format!("reply call_id {} differs from request's {call_id}", header.call_id)));
+            return Err(protocol_error(format!(
+                "reply call_id {} differs from request's {call_id}",
+                header.call_id
+            )));
         }
         match header.ptype {
             ptype::RESPONSE => {}
             ptype::FAULT => return Err(ClientError::Fault(call::decode_fault(&body).unwrap_or(0))),
-            other => return Err(protocol_error(format!("expected a response PDU, got type {other}"))),
+            other => {
+                return Err(protocol_error(format!(
+                    "expected a response PDU, got type {other}"
+                )));
+            }
         }
         check_reply_header(&header)?;
         let response = Response::decode(&body).map_err(|e| protocol_error(e.to_string()))?;
         if response.context_id != context {
-            return Err(protocol_error("response names another presentation context"));
+            return Err(protocol_error(
+                "response names another presentation context",
+            ));
         }
         if response.cancel_count != 0 {
             return Err(protocol_error("response cancel_count is not 0"));
@@ -178,31 +224,48 @@ impl Connection {
         if response.alloc_hint as usize != response.stub.len() {
             return Err(protocol_error("alloc_hint differs from the stub length"));
         }
-        let kms = ndr.decode_response(response.stub).map_err(|e| protocol_error(e.to_string()))?;
+        let kms = ndr
+            .decode_response(response.stub)
+            .map_err(|e| protocol_error(e.to_string()))?;
         let kms = kms.map_err(ClientError::Refused)?;
         let verified = protocol::verify_response(ciphers, &pending, &kms)?;
         if verified.base.count < base.n_policy {
-            return Err(ClientError::CountTooLow { count: verified.base.count, required: base.n_policy });
+            return Err(ClientError::CountTooLow {
+                count: verified.base.count,
+                required: base.n_policy,
+            });
         }
         Ok(verified)
     }
 
     async fn send(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        timeout(self.timeout, self.stream.write_all(bytes)).await.map_err(|_| ClientError::Timeout)??;
+        timeout(self.timeout, self.stream.write_all(bytes))
+            .await
+            .map_err(|_| ClientError::Timeout)??;
         Ok(())
     }
 
     /// Reads one complete PDU.
     async fn receive(&mut self) -> Result<(Header, Vec<u8>), ClientError> {
-        const REPLY_TYPES: [u8; 5] =
-            [ptype::RESPONSE, ptype::FAULT, ptype::BIND_ACK, ptype::BIND_NAK, ptype::ALTER_CONTEXT_RESP];
+        const REPLY_TYPES: [u8; 5] = [
+            ptype::RESPONSE,
+            ptype::FAULT,
+            ptype::BIND_ACK,
+            ptype::BIND_NAK,
+            ptype::ALTER_CONTEXT_RESP,
+        ];
         loop {
-            if let Some(len) = pdu::frame(&self.buf, &REPLY_TYPES).map_err(|e| protocol_error(e.to_string()))? {
+            if let Some(len) =
+                pdu::frame(&self.buf, &REPLY_TYPES).map_err(|e| protocol_error(e.to_string()))?
+            {
                 let frame = self.buf.split_to(len);
-                let (header, body) = call::split(&frame).ok_or_else(|| protocol_error("truncated PDU"))?;
+                let (header, body) =
+                    call::split(&frame).ok_or_else(|| protocol_error("truncated PDU"))?;
                 return Ok((header, body.to_vec()));
             }
-            let n = timeout(self.timeout, self.stream.read_buf(&mut self.buf)).await.map_err(|_| ClientError::Timeout)??;
+            let n = timeout(self.timeout, self.stream.read_buf(&mut self.buf))
+                .await
+                .map_err(|_| ClientError::Timeout)??;
             if n == 0 {
                 return Err(ClientError::Closed);
             }
@@ -212,15 +275,29 @@ impl Connection {
 
 /// What vlmcs requires of every reply header.
 fn check_reply_header(header: &Header) -> Result<(), ClientError> {
-    if header.drep != pdu::DREP_LE || header.auth_length != 0 || (header.rpc_vers, header.rpc_vers_minor) != (5, 0) {
-        return Err(protocol_error("reply header is not RPC 5.0 / little-endian / unauthenticated"));
+    if header.drep != pdu::DREP_LE
+        || header.auth_length != 0
+        || (header.rpc_vers, header.rpc_vers_minor) != (5, 0)
+    {
+        return Err(protocol_error(
+            "reply header is not RPC 5.0 / little-endian / unauthenticated",
+        ));
     }
     Ok(())
 }
 
-fn expect_ack(header: &Header, body: &[u8], want: u8, call_id: u32, results: usize) -> Result<AckBody, ClientError> {
+fn expect_ack(
+    header: &Header,
+    body: &[u8],
+    want: u8,
+    call_id: u32,
+    results: usize,
+) -> Result<AckBody, ClientError> {
     if header.ptype != want {
-        return Err(protocol_error(format!("expected PDU type {want}, got {}", header.ptype)));
+        return Err(protocol_error(format!(
+            "expected PDU type {want}, got {}",
+            header.ptype
+        )));
     }
     if header.call_id != call_id {
         return Err(protocol_error("bind reply call_id differs"));
@@ -228,7 +305,10 @@ fn expect_ack(header: &Header, body: &[u8], want: u8, call_id: u32, results: usi
     check_reply_header(header)?;
     let ack = AckBody::decode(body).map_err(|e| protocol_error(e.to_string()))?;
     if ack.results.len() != results {
-        return Err(protocol_error(format!("{} bind results for {results} contexts", ack.results.len())));
+        return Err(protocol_error(format!(
+            "{} bind results for {results} contexts",
+            ack.results.len()
+        )));
     }
     Ok(ack)
 }
@@ -238,14 +318,19 @@ fn expect_ack(header: &Header, body: &[u8], want: u8, call_id: u32, results: usi
 fn check_result(offered: &ContextElement, result: &bind::ContextResult) -> Result<(), ClientError> {
     let syntax = offered.transfer_syntaxes[0];
     let ok = match result.result {
-        bind::ACCEPTANCE => result.reason == 0 && result.syntax == syntax && syntax::btfn_features(&syntax).is_none(),
+        bind::ACCEPTANCE => {
+            result.reason == 0
+                && result.syntax == syntax
+                && syntax::btfn_features(&syntax).is_none()
+        }
         bind::NEGOTIATE_ACK => {
             syntax::btfn_features(&syntax).is_some()
                 && result.reason == syntax::BTFN_FEATURES
                 && result.syntax == syntax::SyntaxId::ZERO
         }
         bind::PROVIDER_REJECTION => {
-            result.reason == bind::TRANSFER_SYNTAXES_NOT_SUPPORTED && result.syntax == syntax::SyntaxId::ZERO
+            result.reason == bind::TRANSFER_SYNTAXES_NOT_SUPPORTED
+                && result.syntax == syntax::SyntaxId::ZERO
         }
         _ => false,
     };

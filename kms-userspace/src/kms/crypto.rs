@@ -14,8 +14,8 @@ pub type Block = [u8; 16];
 
 /// v4 MAC key (160 bits).
 const KEY_V4: [u8; 20] = [
-    0x05, 0x3D, 0x83, 0x07, 0xF9, 0xE5, 0xF0, 0x88, 0xEB, 0x5E, 0xA6, 0x68, 0x6C, 0xF0, 0x37, 0xC7, 0xE4, 0xEF, 0xD2,
-    0xD6,
+    0x05, 0x3D, 0x83, 0x07, 0xF9, 0xE5, 0xF0, 0x88, 0xEB, 0x5E, 0xA6, 0x68, 0x6C, 0xF0, 0x37, 0xC7,
+    0xE4, 0xEF, 0xD2, 0xD6,
 ];
 const KEY_V5: [u8; 16] = [
     0xCD, 0x7E, 0x79, 0x6F, 0x2A, 0xB2, 0x5D, 0xCB, 0x55, 0xFF, 0xC8, 0xEF, 0x83, 0x64, 0xC4, 0x70,
@@ -88,7 +88,11 @@ impl Cipher {
             inv_mix_columns(&mut k);
             dec_mid[r] = k.into();
         }
-        Cipher { rounds, enc, dec_mid }
+        Cipher {
+            rounds,
+            enc,
+            dec_mid,
+        }
     }
 
     #[cfg(test)]
@@ -199,7 +203,10 @@ pub fn pkcs7_unpadded_len(data: &[u8]) -> Option<usize> {
     if pad == 0 || pad > 16 || pad > data.len() {
         return None;
     }
-    data[data.len() - pad..].iter().all(|&b| b as usize == pad).then(|| data.len() - pad)
+    data[data.len() - pad..]
+        .iter()
+        .all(|&b| b as usize == pad)
+        .then(|| data.len() - pad)
 }
 
 #[cfg(test)]
@@ -220,16 +227,28 @@ mod tests {
     #[test]
     fn r160_matches_the_spec_vectors() {
         let c = Cipher::v4();
-        assert_eq!(c.round_key(0).to_vec(), h("053d8307f9e5f088eb5ea6686cf037c7"));
-        assert_eq!(c.round_key(1).to_vec(), h("e4efd2d6db88756e226d85e6c933238e"));
-        assert_eq!(c.round_key(11).to_vec(), h("4a7d08d621ed8fd1454df13ba968579d"));
+        assert_eq!(
+            c.round_key(0).to_vec(),
+            h("053d8307f9e5f088eb5ea6686cf037c7")
+        );
+        assert_eq!(
+            c.round_key(1).to_vec(),
+            h("e4efd2d6db88756e226d85e6c933238e")
+        );
+        assert_eq!(
+            c.round_key(11).to_vec(),
+            h("4a7d08d621ed8fd1454df13ba968579d")
+        );
         assert_eq!(enc_zero(&c).to_vec(), h("933030f10e2e7782b80915d5778a4957"));
     }
 
     #[test]
     fn a5_is_stock_aes128() {
         let c = Cipher::v5();
-        assert_eq!(c.round_key(10).to_vec(), h("aa20a23d6a7693cd0c7eb589e541336f"));
+        assert_eq!(
+            c.round_key(10).to_vec(),
+            h("aa20a23d6a7693cd0c7eb589e541336f")
+        );
         assert_eq!(enc_zero(&c).to_vec(), h("ec7c7e75b1923978eac4b2d2260235d5"));
         let oracle = aes::Aes128::new(&KEY_V5.into());
         let mut block = *b"kms-edge testing";
@@ -242,10 +261,22 @@ mod tests {
     #[test]
     fn a6_applies_the_schedule_tweak() {
         let c = Cipher::v6();
-        assert_eq!(c.round_key(4).to_vec(), h("0530e12e111e2b4d3f6a5901edca6094"));
-        assert_eq!(c.round_key(6).to_vec(), h("63dec9456920217355b4904484ea41e7"));
-        assert_eq!(c.round_key(8).to_vec(), h("efc82943cfb5552a5e7cb9074b5f14cd"));
-        assert_eq!(c.round_key(10).to_vec(), h("a0625e9bb0e59f41fe1ee79cfbba8b8c"));
+        assert_eq!(
+            c.round_key(4).to_vec(),
+            h("0530e12e111e2b4d3f6a5901edca6094")
+        );
+        assert_eq!(
+            c.round_key(6).to_vec(),
+            h("63dec9456920217355b4904484ea41e7")
+        );
+        assert_eq!(
+            c.round_key(8).to_vec(),
+            h("efc82943cfb5552a5e7cb9074b5f14cd")
+        );
+        assert_eq!(
+            c.round_key(10).to_vec(),
+            h("a0625e9bb0e59f41fe1ee79cfbba8b8c")
+        );
         assert_eq!(enc_zero(&c).to_vec(), h("8ca59de0c483c04aa7026a22d6dd208e"));
     }
 
@@ -269,8 +300,14 @@ mod tests {
     #[test]
     fn v4_mac_matches_the_spec_vectors() {
         let c = Cipher::v4();
-        assert_eq!(v4_mac(&c, b"").to_vec(), h("d144963029e2bd12f9970c9f52b27f09"));
-        assert_eq!(v4_mac(&c, &[0u8; 16]).to_vec(), h("2a090d7c1155251ab86445447d060335"));
+        assert_eq!(
+            v4_mac(&c, b"").to_vec(),
+            h("d144963029e2bd12f9970c9f52b27f09")
+        );
+        assert_eq!(
+            v4_mac(&c, &[0u8; 16]).to_vec(),
+            h("2a090d7c1155251ab86445447d060335")
+        );
     }
 
     #[test]

@@ -23,7 +23,10 @@ impl Version {
     pub const V6: Version = Version { major: 6, minor: 0 };
 
     pub fn from_bytes(b: [u8; 4]) -> Self {
-        Version { minor: u16::from_le_bytes([b[0], b[1]]), major: u16::from_le_bytes([b[2], b[3]]) }
+        Version {
+            minor: u16::from_le_bytes([b[0], b[1]]),
+            major: u16::from_le_bytes([b[2], b[3]]),
+        }
     }
 
     pub fn to_bytes(self) -> [u8; 4] {
@@ -77,7 +80,9 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take<const N: usize>(&mut self) -> [u8; N] {
-        let out = self.bytes[self.at..self.at + N].try_into().expect("length checked by caller");
+        let out = self.bytes[self.at..self.at + N]
+            .try_into()
+            .expect("length checked by caller");
         self.at += N;
         out
     }
@@ -95,7 +100,10 @@ impl<'a> Reader<'a> {
 impl RequestBase {
     pub fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
         if bytes.len() < REQUEST_BASE_LEN {
-            return Err(MessageError::TooShort { len: bytes.len(), need: REQUEST_BASE_LEN });
+            return Err(MessageError::TooShort {
+                len: bytes.len(),
+                need: REQUEST_BASE_LEN,
+            });
         }
         let mut r = Reader { bytes, at: 0 };
         Ok(RequestBase {
@@ -144,7 +152,11 @@ impl RequestBase {
     /// A workstation field holding `name` (cut to 63 UTF-16 units), NUL, zeros.
     pub fn workstation_field(name: &str) -> [u8; WORKSTATION_LEN] {
         let mut raw = [0u8; WORKSTATION_LEN];
-        for (i, unit) in name.encode_utf16().take(WORKSTATION_LEN / 2 - 1).enumerate() {
+        for (i, unit) in name
+            .encode_utf16()
+            .take(WORKSTATION_LEN / 2 - 1)
+            .enumerate()
+        {
             raw[2 * i..2 * i + 2].copy_from_slice(&unit.to_le_bytes());
         }
         raw
@@ -181,7 +193,10 @@ impl ResponseBase {
     /// Decodes a response base from the start of `bytes`; returns it and its length.
     pub fn decode(bytes: &[u8]) -> Result<(Self, usize), MessageError> {
         if bytes.len() < 8 {
-            return Err(MessageError::TooShort { len: bytes.len(), need: 8 });
+            return Err(MessageError::TooShort {
+                len: bytes.len(),
+                need: 8,
+            });
         }
         let pid_size = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes")) as usize;
         if pid_size == 0 || pid_size % 2 != 0 || pid_size > MAX_PID_SIZE {
@@ -189,15 +204,23 @@ impl ResponseBase {
         }
         let len = 8 + pid_size + 36;
         if bytes.len() < len {
-            return Err(MessageError::TooShort { len: bytes.len(), need: len });
+            return Err(MessageError::TooShort {
+                len: bytes.len(),
+                need: len,
+            });
         }
-        let units: Vec<u16> =
-            bytes[8..8 + pid_size].chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        let units: Vec<u16> = bytes[8..8 + pid_size]
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
         let (last, chars) = units.split_last().expect("pid_size >= 2");
         if *last != 0 || chars.contains(&0) {
             return Err(MessageError::BadPidTerminator);
         }
-        let mut r = Reader { bytes, at: 8 + pid_size };
+        let mut r = Reader {
+            bytes,
+            at: 8 + pid_size,
+        };
         let base = ResponseBase {
             version: Version::from_bytes(bytes[0..4].try_into().expect("4 bytes")),
             epid: String::from_utf16_lossy(chars),
@@ -224,8 +247,14 @@ mod tests {
         assert_eq!(req.version, Version::V6);
         assert_eq!(req.license_status, 2);
         assert_eq!(req.binding_expiration, 43200);
-        assert_eq!(req.app_id.to_string(), "55c92734-d682-4d71-983e-d6ec3f16059f");
-        assert_eq!(req.kms_id.to_string(), "58e2134f-8e11-4d17-9cb2-91069c151148");
+        assert_eq!(
+            req.app_id.to_string(),
+            "55c92734-d682-4d71-983e-d6ec3f16059f"
+        );
+        assert_eq!(
+            req.kms_id.to_string(),
+            "58e2134f-8e11-4d17-9cb2-91069c151148"
+        );
         assert_eq!(req.n_policy, 25);
         assert_eq!(req.client_time, 134408517970000000);
         assert_eq!(req.workstation(), "ceo-laptop.samsung.me");
@@ -234,7 +263,13 @@ mod tests {
 
     #[test]
     fn short_requests_are_a_typed_error() {
-        assert_eq!(RequestBase::decode(&[0; 235]), Err(MessageError::TooShort { len: 235, need: 236 }));
+        assert_eq!(
+            RequestBase::decode(&[0; 235]),
+            Err(MessageError::TooShort {
+                len: 235,
+                need: 236
+            })
+        );
     }
 
     #[test]
@@ -254,8 +289,14 @@ mod tests {
         assert_eq!(ResponseBase::decode(&out).unwrap(), (base, 144));
         out[8] = 0; // a NUL inside the ePID
         out[9] = 0;
-        assert_eq!(ResponseBase::decode(&out), Err(MessageError::BadPidTerminator));
+        assert_eq!(
+            ResponseBase::decode(&out),
+            Err(MessageError::BadPidTerminator)
+        );
         out[4] = 130;
-        assert_eq!(ResponseBase::decode(&out), Err(MessageError::BadPidSize(130)));
+        assert_eq!(
+            ResponseBase::decode(&out),
+            Err(MessageError::BadPidSize(130))
+        );
     }
 }

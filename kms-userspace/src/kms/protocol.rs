@@ -40,11 +40,19 @@ pub struct Ciphers {
 
 impl Ciphers {
     pub fn new() -> Self {
-        Ciphers { v4: Cipher::v4(), v5: Cipher::v5(), v6: Cipher::v6() }
+        Ciphers {
+            v4: Cipher::v4(),
+            v5: Cipher::v5(),
+            v6: Cipher::v6(),
+        }
     }
 
     fn for_version(&self, version: Version) -> &Cipher {
-        if version.major == 5 { &self.v5 } else { &self.v6 }
+        if version.major == 5 {
+            &self.v5
+        } else {
+            &self.v6
+        }
     }
 }
 
@@ -80,7 +88,13 @@ pub fn decode_request(ciphers: &Ciphers, payload: &[u8]) -> Result<DecodedReques
             let base = RequestBase::decode(&payload[..REQUEST_BASE_LEN])?;
             let mac = v4_mac(&ciphers.v4, &payload[..REQUEST_BASE_LEN]);
             let integrity_ok = mac[..] == payload[REQUEST_BASE_LEN..V4_REQUEST_LEN];
-            Ok(DecodedRequest { version, base, integrity_ok, iv: [0; 16], decrypted_iv: [0; 16] })
+            Ok(DecodedRequest {
+                version,
+                base,
+                integrity_ok,
+                iv: [0; 16],
+                decrypted_iv: [0; 16],
+            })
         }
         (5 | 6, 0) => {
             if payload.len() < V5_REQUEST_LEN {
@@ -94,7 +108,13 @@ pub fn decode_request(ciphers: &Ciphers, payload: &[u8]) -> Result<DecodedReques
             cipher.cbc_decrypt(&iv, &mut plain);
             let base = RequestBase::decode(&plain[..REQUEST_BASE_LEN])?;
             let integrity_ok = plain[REQUEST_BASE_LEN..] == [4, 4, 4, 4] && base.version == version;
-            Ok(DecodedRequest { version, base, integrity_ok, iv, decrypted_iv })
+            Ok(DecodedRequest {
+                version,
+                base,
+                integrity_ok,
+                iv,
+                decrypted_iv,
+            })
         }
         _ => Err(DecodeError::UnsupportedVersion(version)),
     }
@@ -103,14 +123,19 @@ pub fn decode_request(ciphers: &Ciphers, payload: &[u8]) -> Result<DecodedReques
 /// The HMAC key of v6: the last 16 bytes of SHA-256 of the request time's slot.
 fn v6_hmac_key(client_time: u64) -> [u8; 16] {
     let slot = (client_time / C1).wrapping_mul(C2).wrapping_add(C3);
-    Sha256::digest(slot.to_le_bytes())[16..].try_into().expect("16 bytes")
+    Sha256::digest(slot.to_le_bytes())[16..]
+        .try_into()
+        .expect("16 bytes")
 }
 
 fn v6_mac(client_time: u64, decrypted_response_iv: &Block, plain: &[u8]) -> [u8; 16] {
-    let mut mac = <Hmac<Sha256>>::new_from_slice(&v6_hmac_key(client_time)).expect("HMAC takes any key size");
+    let mut mac =
+        <Hmac<Sha256>>::new_from_slice(&v6_hmac_key(client_time)).expect("HMAC takes any key size");
     mac.update(decrypted_response_iv);
     mac.update(plain);
-    mac.finalize().into_bytes()[16..].try_into().expect("16 bytes")
+    mac.finalize().into_bytes()[16..]
+        .try_into()
+        .expect("16 bytes")
 }
 
 /// Builds the response payload for `request` (same version), with fresh
@@ -175,7 +200,11 @@ pub struct PendingRequest {
 }
 
 /// Client side: encodes a request the way a real client does.
-pub fn encode_request(ciphers: &Ciphers, base: &RequestBase, rng: &mut impl RngCore) -> (Vec<u8>, PendingRequest) {
+pub fn encode_request(
+    ciphers: &Ciphers,
+    base: &RequestBase,
+    rng: &mut impl RngCore,
+) -> (Vec<u8>, PendingRequest) {
     let plain = base.encode();
     let mut pending = PendingRequest {
         version: base.version,
@@ -252,12 +281,18 @@ pub fn verify_response(
     }
     let outer = Version::from_bytes(payload[0..4].try_into().expect("4 bytes"));
     if outer != pending.version {
-        return Err(VerifyError::VersionMismatch { got: outer, want: pending.version });
+        return Err(VerifyError::VersionMismatch {
+            got: outer,
+            want: pending.version,
+        });
     }
     let verified = if outer.major == 4 {
         let (base, len) = ResponseBase::decode(payload)?;
         if payload.len() != len + 16 {
-            return Err(VerifyError::WrongLength { got: payload.len(), want: len + 16 });
+            return Err(VerifyError::WrongLength {
+                got: payload.len(),
+                want: len + 16,
+            });
         }
         if v4_mac(&ciphers.v4, &payload[..len])[..] != payload[len..] {
             return Err(VerifyError::BadMac);
@@ -267,7 +302,10 @@ pub fn verify_response(
         verify_encrypted(ciphers, pending, payload)?
     };
     if verified.base.version != pending.version {
-        return Err(VerifyError::VersionMismatch { got: verified.base.version, want: pending.version });
+        return Err(VerifyError::VersionMismatch {
+            got: verified.base.version,
+            want: pending.version,
+        });
     }
     if verified.base.cmid != pending.cmid {
         return Err(VerifyError::CmidNotEchoed);
@@ -301,7 +339,10 @@ fn verify_encrypted(
     let (base, base_len) = ResponseBase::decode(plain)?;
     let want = base_len + if v6 { 88 } else { 48 };
     if plain.len() != want {
-        return Err(VerifyError::WrongLength { got: plain.len(), want });
+        return Err(VerifyError::WrongLength {
+            got: plain.len(),
+            want,
+        });
     }
     let mut random: Block = plain[base_len..base_len + 16].try_into().expect("16 bytes");
     xor(&mut random, &pending.decrypted_iv);
@@ -311,7 +352,9 @@ fn verify_encrypted(
     if !v6 {
         return Ok(VerifiedResponse { base, hwid: None });
     }
-    let hwid: [u8; 8] = plain[base_len + 48..base_len + 56].try_into().expect("8 bytes");
+    let hwid: [u8; 8] = plain[base_len + 48..base_len + 56]
+        .try_into()
+        .expect("8 bytes");
     if plain[base_len + 56..base_len + 72] != pending.decrypted_iv {
         return Err(VerifyError::BadXoredIvs);
     }
@@ -321,13 +364,20 @@ fn verify_encrypted(
     let mac = &plain[base_len + 72..];
     // Clients accept the slot of the echoed time and its neighbours.
     let slot_time = pending.client_time;
-    let ok = [slot_time, slot_time.wrapping_sub(C1), slot_time.wrapping_add(C1)]
-        .iter()
-        .any(|&t| v6_mac(t, &decrypted_iv, signed)[..] == *mac);
+    let ok = [
+        slot_time,
+        slot_time.wrapping_sub(C1),
+        slot_time.wrapping_add(C1),
+    ]
+    .iter()
+    .any(|&t| v6_mac(t, &decrypted_iv, signed)[..] == *mac);
     if !ok {
         return Err(VerifyError::BadHmac);
     }
-    Ok(VerifiedResponse { base, hwid: Some(hwid) })
+    Ok(VerifiedResponse {
+        base,
+        hwid: Some(hwid),
+    })
 }
 
 #[cfg(test)]
@@ -336,9 +386,18 @@ mod tests {
 
     #[test]
     fn hmac_keys_match_the_spec() {
-        assert_eq!(hex::encode(v6_hmac_key(0)), "ac0c6f55aa8cabc264c0642eb961540a");
-        assert_eq!(hex::encode(v6_hmac_key(0x01dd83d4a8d7c000)), "009be7617b82cc3542045ecf6e188c30");
-        assert_eq!(hex::encode(v6_hmac_key(0x01d7657c0b5d8b7e)), "699238519ac59c996f93b997393a4a62");
+        assert_eq!(
+            hex::encode(v6_hmac_key(0)),
+            "ac0c6f55aa8cabc264c0642eb961540a"
+        );
+        assert_eq!(
+            hex::encode(v6_hmac_key(0x01dd83d4a8d7c000)),
+            "009be7617b82cc3542045ecf6e188c30"
+        );
+        assert_eq!(
+            hex::encode(v6_hmac_key(0x01d7657c0b5d8b7e)),
+            "699238519ac59c996f93b997393a4a62"
+        );
     }
 
     #[test]
@@ -350,6 +409,9 @@ mod tests {
         let mut b = [0u8; 16];
         c.v5.decrypt_block(&mut b);
         assert_eq!(hex::encode(b), "9f1680f29feed1274e875c9d86d107af");
-        assert_eq!(hex::encode(v4_mac(&c.v4, &[0u8; 236])), "4c1b4de4008508d66d9ed22963ae52b2");
+        assert_eq!(
+            hex::encode(v4_mac(&c.v4, &[0u8; 236])),
+            "4c1b4de4008508d66d9ed22963ae52b2"
+        );
     }
 }

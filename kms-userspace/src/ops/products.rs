@@ -21,7 +21,13 @@ pub fn run(args: &ProductsArgs) -> anyhow::Result<()> {
     let c = catalog();
     println!("{:<62} {:<36} {:<36} GVLK", "PRODUCT", "SKU ID", "KMS ID");
     for sku in &c.skus {
-        println!("{:<62} {:<36} {:<36} {}", sku.name, sku.id, sku.kms_id, sku.gvlk.as_deref().unwrap_or("-"));
+        println!(
+            "{:<62} {:<36} {:<36} {}",
+            sku.name,
+            sku.id,
+            sku.kms_id,
+            sku.gvlk.as_deref().unwrap_or("-")
+        );
     }
     Ok(())
 }
@@ -43,7 +49,10 @@ pub fn products_json() -> serde_json::Value {
             })
         })
         .collect();
-    let by_name: serde_json::Map<String, serde_json::Value> =
-        c.skus.iter().filter_map(|s| Some((s.name.clone(), json!(s.gvlk.as_ref()?)))).collect();
+    let by_name: serde_json::Map<String, serde_json::Value> = c
+        .skus
+        .iter()
+        .filter_map(|s| Some((s.name.clone(), json!(s.gvlk.as_ref()?))))
+        .collect();
     json!({ "products": products, "gvlk_by_name": by_name })
 }

@@ -21,7 +21,11 @@ pub enum ListStart {
 
 /// vlmcsd's default: R = 2N (1 when N = 0), refused when over 2000.
 pub fn doubled_count(n_policy: u32, floor: u32) -> Result<u32, u32> {
-    let r = if n_policy == 0 { 1 } else { n_policy.saturating_mul(2) };
+    let r = if n_policy == 0 {
+        1
+    } else {
+        n_policy.saturating_mul(2)
+    };
     if r > 2000 {
         return Err(hresult::INVALID_DATA);
     }
@@ -51,17 +55,31 @@ impl ClientLists {
                     ListStart::Prefilled => (capacity / 2).saturating_sub(1),
                     ListStart::Empty => 0,
                 };
-                let ids = (0..prefill).map(|_| Uuid::from_u128(rng.random())).collect();
-                (app, List { ids, capacity, ring: 0 })
+                let ids = (0..prefill)
+                    .map(|_| Uuid::from_u128(rng.random()))
+                    .collect();
+                (
+                    app,
+                    List {
+                        ids,
+                        capacity,
+                        ring: 0,
+                    },
+                )
             })
             .collect();
-        ClientLists { lists: Mutex::new(lists) }
+        ClientLists {
+            lists: Mutex::new(lists),
+        }
     }
 
     /// Records `cmid` in `app`'s list (the first list when `app` has none) and
     /// returns the count to report.
     pub fn count(&self, app: Uuid, cmid: Uuid, n_policy: u32) -> Result<u32, u32> {
-        let mut lists = self.lists.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut lists = self
+            .lists
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let index = lists.iter().position(|(a, _)| *a == app).unwrap_or(0);
         let Some((_, list)) = lists.get_mut(index) else {
             return Err(hresult::INVALID_DATA);
@@ -90,7 +108,15 @@ mod tests {
 
     #[test]
     fn doubled_count_matches_the_observed_values() {
-        let observed = [(0, 1), (1, 2), (2, 4), (3, 6), (5, 10), (25, 50), (1000, 2000)];
+        let observed = [
+            (0, 1),
+            (1, 2),
+            (2, 4),
+            (3, 6),
+            (5, 10),
+            (25, 50),
+            (1000, 2000),
+        ];
         for (n, count) in observed {
             assert_eq!(doubled_count(n, 0), Ok(count), "N = {n}");
         }
@@ -103,7 +129,9 @@ mod tests {
     fn prefilled_windows_list_counts_25_to_50_then_stays() {
         let app = Uuid::from_u128(1);
         let lists = ClientLists::new(&[(app, 50)], ListStart::Prefilled, &mut rand::rng());
-        let counts: Vec<u32> = (0..30).map(|i| lists.count(app, Uuid::from_u128(100 + i), 25).unwrap()).collect();
+        let counts: Vec<u32> = (0..30)
+            .map(|i| lists.count(app, Uuid::from_u128(100 + i), 25).unwrap())
+            .collect();
         assert_eq!(counts[0], 25);
         assert_eq!(counts[25], 50);
         assert_eq!(counts[29], 50);
@@ -114,9 +142,16 @@ mod tests {
     #[test]
     fn empty_start_counts_from_one_and_unknown_apps_use_the_first_list() {
         let (win, office) = (Uuid::from_u128(1), Uuid::from_u128(2));
-        let lists = ClientLists::new(&[(win, 50), (office, 10)], ListStart::Empty, &mut rand::rng());
+        let lists = ClientLists::new(
+            &[(win, 50), (office, 10)],
+            ListStart::Empty,
+            &mut rand::rng(),
+        );
         assert_eq!(lists.count(office, Uuid::from_u128(7), 5), Ok(1));
-        assert_eq!(lists.count(Uuid::from_u128(99), Uuid::from_u128(8), 25), Ok(1));
+        assert_eq!(
+            lists.count(Uuid::from_u128(99), Uuid::from_u128(8), 25),
+            Ok(1)
+        );
         assert_eq!(lists.count(win, Uuid::from_u128(9), 25), Ok(2));
     }
 }

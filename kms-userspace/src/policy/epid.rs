@@ -12,15 +12,17 @@ use crate::catalog::{Catalog, Csvlk, HostBuild};
 
 /// LCIDs vlmcsd draws from for random ePIDs (spec appendix B).
 const LCIDS: [u32; 158] = [
-    1025, 1026, 1027, 1028, 1029, 1030, 1031, 1032, 1033, 1034, 1035, 1036, 1037, 1038, 1039, 1040, 1041, 1042, 1043,
-    1044, 1045, 1046, 1048, 1049, 1050, 1051, 1052, 1053, 1054, 1056, 1057, 1058, 1059, 1060, 1061, 1062, 1063, 1065,
-    1066, 1067, 1068, 1069, 1071, 1074, 1076, 1077, 1078, 1079, 1080, 1081, 1082, 1083, 1086, 1087, 1088, 1089, 1091,
-    1092, 1093, 1094, 1095, 1097, 1098, 1099, 1100, 1102, 1103, 1104, 1106, 1110, 1111, 1114, 1125, 1131, 1153, 2049,
-    2052, 2055, 2057, 2058, 2060, 2064, 2067, 2068, 2070, 2074, 2077, 2092, 2107, 2110, 2115, 2155, 3073, 3076, 3079,
-    3081, 3082, 3084, 3098, 3131, 3179, 4097, 4100, 4103, 4105, 4106, 4108, 4122, 4155, 5121, 5124, 5127, 5129, 5130,
-    5132, 5146, 5179, 6145, 6153, 6154, 6156, 6170, 6203, 7169, 7177, 7178, 7194, 7227, 8193, 8201, 8202, 8251, 9217,
-    9225, 9226, 9275, 10241, 10249, 10250, 11265, 11273, 11274, 12289, 12297, 12298, 13313, 13321, 13322, 14337, 14346,
-    15361, 15370, 16385, 16394, 17418, 18442, 19466, 20490,
+    1025, 1026, 1027, 1028, 1029, 1030, 1031, 1032, 1033, 1034, 1035, 1036, 1037, 1038, 1039, 1040,
+    1041, 1042, 1043, 1044, 1045, 1046, 1048, 1049, 1050, 1051, 1052, 1053, 1054, 1056, 1057, 1058,
+    1059, 1060, 1061, 1062, 1063, 1065, 1066, 1067, 1068, 1069, 1071, 1074, 1076, 1077, 1078, 1079,
+    1080, 1081, 1082, 1083, 1086, 1087, 1088, 1089, 1091, 1092, 1093, 1094, 1095, 1097, 1098, 1099,
+    1100, 1102, 1103, 1104, 1106, 1110, 1111, 1114, 1125, 1131, 1153, 2049, 2052, 2055, 2057, 2058,
+    2060, 2064, 2067, 2068, 2070, 2074, 2077, 2092, 2107, 2110, 2115, 2155, 3073, 3076, 3079, 3081,
+    3082, 3084, 3098, 3131, 3179, 4097, 4100, 4103, 4105, 4106, 4108, 4122, 4155, 5121, 5124, 5127,
+    5129, 5130, 5132, 5146, 5179, 6145, 6153, 6154, 6156, 6170, 6203, 7169, 7177, 7178, 7194, 7227,
+    8193, 8201, 8202, 8251, 9217, 9225, 9226, 9275, 10241, 10249, 10250, 11265, 11273, 11274,
+    12289, 12297, 12298, 13313, 13321, 13322, 14337, 14346, 15361, 15370, 16385, 16394, 17418,
+    18442, 19466, 20490,
 ];
 /// Platform id of builds older than every table entry.
 const OLD_PLATFORM_ID: u32 = 55041;
@@ -57,7 +59,11 @@ pub struct Epids {
 }
 
 impl Epids {
-    pub fn new(catalog: &Catalog, options: EpidOptions, rng: &mut impl Rng) -> Result<Self, String> {
+    pub fn new(
+        catalog: &Catalog,
+        options: EpidOptions,
+        rng: &mut impl Rng,
+    ) -> Result<Self, String> {
         if let Some(lcid) = options.lcid
             && lcid == 0
         {
@@ -68,13 +74,21 @@ impl Epids {
             return Err("no host build in the catalogue matches the NDR64 setting".into());
         }
         // The start-up draw: one build and one LCID shared by all CSVLKs.
-        let build = options.host_build.unwrap_or_else(|| eligible.choose(rng).expect("non-empty").build);
-        let lcid = options.lcid.unwrap_or_else(|| *LCIDS.choose(rng).expect("non-empty"));
-        let ndr64 = options.ndr64.unwrap_or(match (options.randomization, options.host_build) {
-            (_, Some(fixed)) => fixed > 7601,
-            (Randomization::Fixed, None) => true,
-            _ => build_info(catalog, build).map(|b| b.uses_ndr64).unwrap_or(build > 7601),
-        });
+        let build = options
+            .host_build
+            .unwrap_or_else(|| eligible.choose(rng).expect("non-empty").build);
+        let lcid = options
+            .lcid
+            .unwrap_or_else(|| *LCIDS.choose(rng).expect("non-empty"));
+        let ndr64 = options
+            .ndr64
+            .unwrap_or(match (options.randomization, options.host_build) {
+                (_, Some(fixed)) => fixed > 7601,
+                (Randomization::Fixed, None) => true,
+                _ => build_info(catalog, build)
+                    .map(|b| b.uses_ndr64)
+                    .unwrap_or(build > 7601),
+            });
         let mut per_csvlk: Vec<String> = catalog
             .csvlks
             .iter()
@@ -85,9 +99,15 @@ impl Epids {
             .collect();
         for (index, epid) in &options.overrides {
             validate(epid)?;
-            *per_csvlk.get_mut(*index).ok_or_else(|| format!("no CSVLK with index {index}"))? = epid.clone();
+            *per_csvlk
+                .get_mut(*index)
+                .ok_or_else(|| format!("no CSVLK with index {index}"))? = epid.clone();
         }
-        Ok(Epids { options, per_csvlk, ndr64 })
+        Ok(Epids {
+            options,
+            per_csvlk,
+            ndr64,
+        })
     }
 
     /// The ePID to send for a request whose KMS id maps to `csvlk`.
@@ -95,16 +115,33 @@ impl Epids {
         let configured = self.options.overrides.iter().any(|(i, _)| *i == csvlk);
         if self.options.randomization == Randomization::PerRequest && !configured {
             let eligible = eligible_builds(catalog, Some(self.ndr64));
-            let build = self.options.host_build.unwrap_or_else(|| eligible.choose(rng).map_or(17763, |b| b.build));
-            let lcid = self.options.lcid.unwrap_or_else(|| *LCIDS.choose(rng).expect("non-empty"));
-            return random_epid(catalog, &catalog.csvlks[csvlk], build, lcid, now_unix(), rng);
+            let build = self
+                .options
+                .host_build
+                .unwrap_or_else(|| eligible.choose(rng).map_or(17763, |b| b.build));
+            let lcid = self
+                .options
+                .lcid
+                .unwrap_or_else(|| *LCIDS.choose(rng).expect("non-empty"));
+            return random_epid(
+                catalog,
+                &catalog.csvlks[csvlk],
+                build,
+                lcid,
+                now_unix(),
+                rng,
+            );
         }
         self.per_csvlk[csvlk].clone()
     }
 }
 
 fn eligible_builds(catalog: &Catalog, ndr64: Option<bool>) -> Vec<&HostBuild> {
-    catalog.epid_builds.iter().filter(|b| ndr64.is_none_or(|n| b.uses_ndr64 == n)).collect()
+    catalog
+        .epid_builds
+        .iter()
+        .filter(|b| ndr64.is_none_or(|n| b.uses_ndr64 == n))
+        .collect()
 }
 
 fn build_info(catalog: &Catalog, build: u32) -> Option<&HostBuild> {
@@ -112,14 +149,27 @@ fn build_info(catalog: &Catalog, build: u32) -> Option<&HostBuild> {
 }
 
 fn now_unix() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// A random ePID for `csvlk` on a host of `build` with language `lcid`.
-pub fn random_epid(catalog: &Catalog, csvlk: &Csvlk, build: u32, lcid: u32, now: i64, rng: &mut impl Rng) -> String {
+pub fn random_epid(
+    catalog: &Catalog,
+    csvlk: &Csvlk,
+    build: u32,
+    lcid: u32,
+    now: i64,
+    rng: &mut impl Rng,
+) -> String {
     // epid_builds is newest first: the platform of the newest entry not newer
     // than the build, and the release date of the oldest entry not older.
-    let platform = catalog.epid_builds.iter().find(|b| b.build <= build).map_or(OLD_PLATFORM_ID, |b| b.platform_id);
+    let platform = catalog
+        .epid_builds
+        .iter()
+        .find(|b| b.build <= build)
+        .map_or(OLD_PLATFORM_ID, |b| b.platform_id);
     let build_release = catalog
         .epid_builds
         .iter()
@@ -128,7 +178,8 @@ pub fn random_epid(catalog: &Catalog, csvlk: &Csvlk, build: u32, lcid: u32, now:
         .or(catalog.epid_builds.first())
         .and_then(|b| b.release_date_unix)
         .unwrap_or(0);
-    let key_id = rng.random_range(csvlk.epid_key_id_min..csvlk.epid_key_id_max.max(csvlk.epid_key_id_min + 1));
+    let key_id = rng
+        .random_range(csvlk.epid_key_id_min..csvlk.epid_key_id_max.max(csvlk.epid_key_id_min + 1));
     let earliest = csvlk.release_date_unix.max(build_release);
     let date = rng.random_range(earliest..=now.max(earliest));
     let date = OffsetDateTime::from_unix_timestamp(date).unwrap_or(OffsetDateTime::UNIX_EPOCH);
@@ -146,7 +197,9 @@ pub fn random_epid(catalog: &Catalog, csvlk: &Csvlk, build: u32, lcid: u32, now:
 pub fn validate(epid: &str) -> Result<(), String> {
     let units = epid.encode_utf16().count();
     if units == 0 || units > 63 || epid.contains('\0') {
-        return Err(format!("ePID {epid:?} must have 1 to 63 characters and no NUL"));
+        return Err(format!(
+            "ePID {epid:?} must have 1 to 63 characters and no NUL"
+        ));
     }
     Ok(())
 }
@@ -157,14 +210,23 @@ mod tests {
     use crate::catalog::catalog;
 
     fn options(randomization: Randomization) -> EpidOptions {
-        EpidOptions { randomization, lcid: None, host_build: None, ndr64: None, overrides: vec![] }
+        EpidOptions {
+            randomization,
+            lcid: None,
+            host_build: None,
+            ndr64: None,
+            overrides: vec![],
+        }
     }
 
     #[test]
     fn level_0_uses_the_fixed_defaults() {
         let c = catalog();
         let e = Epids::new(c, options(Randomization::Fixed), &mut rand::rng()).unwrap();
-        assert_eq!(e.epid(c, 0, &mut rand::rng()), "03612-00206-556-123727-03-1033-17763.0000-2972018");
+        assert_eq!(
+            e.epid(c, 0, &mut rand::rng()),
+            "03612-00206-556-123727-03-1033-17763.0000-2972018"
+        );
         assert!(e.ndr64);
     }
 
@@ -179,7 +241,10 @@ mod tests {
             assert_eq!(parts[0], "06401");
             assert_eq!(parts[1].parse::<u32>().unwrap(), csvlk.epid_group_id);
             let key: u32 = format!("{}{}", parts[2], parts[3]).parse().unwrap();
-            assert!((csvlk.epid_key_id_min..csvlk.epid_key_id_max).contains(&key), "{epid}");
+            assert!(
+                (csvlk.epid_key_id_min..csvlk.epid_key_id_max).contains(&key),
+                "{epid}"
+            );
             assert_eq!((parts[4], parts[5], parts[6]), ("03", "1033", "9600.0000"));
             let year: i32 = parts[7][3..].parse().unwrap();
             assert!((2013..=2023).contains(&year), "{epid}");

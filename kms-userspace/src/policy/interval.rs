@@ -12,13 +12,20 @@ pub fn parse_minutes(text: &str) -> Result<u32, String> {
                 'h' => 3600,
                 'd' => 86_400,
                 'w' => 604_800,
-                _ => return Err(format!("bad duration {text:?}: unit must be one of s, m, h, d, w")),
+                _ => {
+                    return Err(format!(
+                        "bad duration {text:?}: unit must be one of s, m, h, d, w"
+                    ));
+                }
             };
             (&text[..i], unit)
         }
         _ => (text, 60),
     };
-    let value: u64 = number.trim().parse().map_err(|_| format!("bad duration {text:?}: expected e.g. 120, 2h or 7d"))?;
+    let value: u64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad duration {text:?}: expected e.g. 120, 2h or 7d"))?;
     let minutes = value.checked_mul(unit_seconds).map(|s| s / 60);
     match minutes.and_then(|m| u32::try_from(m).ok()) {
         Some(m) => Ok(m),

@@ -58,16 +58,31 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn new(catalog: &Catalog, settings: PolicySettings, rng: &mut impl Rng) -> Result<Self, String> {
+    pub fn new(
+        catalog: &Catalog,
+        settings: PolicySettings,
+        rng: &mut impl Rng,
+    ) -> Result<Self, String> {
         if settings.whitelist.0 > 3 {
-            return Err(format!("whitelisting level {} is not 0-3", settings.whitelist.0));
+            return Err(format!(
+                "whitelisting level {} is not 0-3",
+                settings.whitelist.0
+            ));
         }
         let epids = Epids::new(catalog, settings.epid.clone(), rng)?;
         let lists = settings.client_list.map(|start| {
-            let apps: Vec<_> = catalog.applications.iter().map(|a| (a.id, a.min_active_clients)).collect();
+            let apps: Vec<_> = catalog
+                .applications
+                .iter()
+                .map(|a| (a.id, a.min_active_clients))
+                .collect();
             ClientLists::new(&apps, start, rng)
         });
-        Ok(Policy { settings, epids, lists })
+        Ok(Policy {
+            settings,
+            epids,
+            lists,
+        })
     }
 
     /// Whether the server offers NDR64 (tied to the ePID's host build).
@@ -77,16 +92,26 @@ impl Policy {
 
     /// Decides one request, in vlmcsd's order of checks (spec 7.6); `now` is
     /// the server's time as a FILETIME.
-    pub fn decide(&self, catalog: &Catalog, req: &RequestBase, now: u64, rng: &mut impl Rng) -> Result<Grant, u32> {
+    pub fn decide(
+        &self,
+        catalog: &Catalog,
+        req: &RequestBase,
+        now: u64,
+        rng: &mut impl Rng,
+    ) -> Result<Grant, u32> {
         let csvlk = catalog.csvlk_index(&req.kms_id);
-        let floor = catalog.csvlks.get(csvlk).map_or(0, |c| c.min_active_clients);
+        let floor = catalog
+            .csvlks
+            .get(csvlk)
+            .map_or(0, |c| c.min_active_clients);
         let doubled = clients::doubled_count(req.n_policy, floor)?;
         if self.settings.check_client_time && req.client_time.abs_diff(now) > MAX_CLOCK_SKEW {
             return Err(hresult::INVALID_TIMESTAMP);
         }
         let known = catalog.kms_id(&req.kms_id);
         let level = self.settings.whitelist;
-        if level.refuses_retail_and_preview() && known.is_some_and(|k| k.is_retail || k.is_preview) {
+        if level.refuses_retail_and_preview() && known.is_some_and(|k| k.is_retail || k.is_preview)
+        {
             return Err(hresult::KMS_ID_MISMATCH);
         }
         if level.refuses_unknown_and_mismatched() && known.is_none_or(|k| k.app_id != req.app_id) {
@@ -158,10 +183,22 @@ mod tests {
     fn defaults_grant_twice_n_with_the_fixed_epid() {
         let c = catalog();
         let p = Policy::new(c, settings(), &mut rand::rng()).unwrap();
-        let g = p.decide(c, &request("Windows 10 Professional"), 0, &mut rand::rng()).unwrap();
-        assert_eq!((g.count, g.activation_interval, g.renewal_interval), (50, 120, 10080));
+        let g = p
+            .decide(c, &request("Windows 10 Professional"), 0, &mut rand::rng())
+            .unwrap();
+        assert_eq!(
+            (g.count, g.activation_interval, g.renewal_interval),
+            (50, 120, 10080)
+        );
         assert_eq!(g.epid, "03612-00206-556-123727-03-1033-17763.0000-2972018");
-        let g = p.decide(c, &request("Office Professional Plus 2010"), 0, &mut rand::rng()).unwrap();
+        let g = p
+            .decide(
+                c,
+                &request("Office Professional Plus 2010"),
+                0,
+                &mut rand::rng(),
+            )
+            .unwrap();
         assert!(g.epid.starts_with("03612-00096-199-"));
     }
 
@@ -181,15 +218,35 @@ mod tests {
         let outcome = |level: u8, r: &RequestBase| {
             let mut s = settings();
             s.whitelist = Whitelist(level);
-            Policy::new(c, s, &mut rand::rng()).unwrap().decide(c, r, 0, &mut rand::rng()).err()
+            Policy::new(c, s, &mut rand::rng())
+                .unwrap()
+                .decide(c, r, 0, &mut rand::rng())
+                .err()
         };
         let refused = Some(hresult::KMS_ID_MISMATCH);
-        assert_eq!(outcome(0, &unknown), None, "unknown ids activate at level 0, as vlmcsd");
-        assert_eq!((outcome(1, &unknown), outcome(1, &mismatched)), (refused, refused));
-        assert_eq!((outcome(2, &unknown), outcome(2, &mismatched)), (None, None));
+        assert_eq!(
+            outcome(0, &unknown),
+            None,
+            "unknown ids activate at level 0, as vlmcsd"
+        );
+        assert_eq!(
+            (outcome(1, &unknown), outcome(1, &mismatched)),
+            (refused, refused)
+        );
+        assert_eq!(
+            (outcome(2, &unknown), outcome(2, &mismatched)),
+            (None, None)
+        );
         assert_eq!(outcome(3, &unknown), refused);
         if let Some(retail) = retail {
-            assert_eq!((outcome(1, &retail), outcome(2, &retail), outcome(3, &retail)), (None, refused, refused));
+            assert_eq!(
+                (
+                    outcome(1, &retail),
+                    outcome(2, &retail),
+                    outcome(3, &retail)
+                ),
+                (None, refused, refused)
+            );
         }
         let mut s = settings();
         s.whitelist = Whitelist(4);
@@ -204,9 +261,13 @@ mod tests {
         let p = Policy::new(c, s, &mut rand::rng()).unwrap();
         let r = request("Windows 10 Professional");
         let hour = 3600 * 10_000_000u64;
-        assert!(p.decide(c, &r, r.client_time + 39 * hour / 10, &mut rand::rng()).is_ok());
+        assert!(
+            p.decide(c, &r, r.client_time + 39 * hour / 10, &mut rand::rng())
+                .is_ok()
+        );
         assert_eq!(
-            p.decide(c, &r, r.client_time - 41 * hour / 10, &mut rand::rng()).err(),
+            p.decide(c, &r, r.client_time - 41 * hour / 10, &mut rand::rng())
+                .err(),
             Some(hresult::INVALID_TIMESTAMP)
         );
     }
@@ -217,6 +278,9 @@ mod tests {
         let p = Policy::new(c, settings(), &mut rand::rng()).unwrap();
         let mut r = request("Windows Server 2019 Datacenter");
         r.n_policy = 1001;
-        assert_eq!(p.decide(c, &r, 0, &mut rand::rng()).err(), Some(hresult::INVALID_DATA));
+        assert_eq!(
+            p.decide(c, &r, 0, &mut rand::rng()).err(),
+            Some(hresult::INVALID_DATA)
+        );
     }
 }

@@ -47,9 +47,12 @@ pub struct BindBody {
 
 impl BindBody {
     pub fn decode(body: &[u8]) -> Result<Self, BindError> {
-        let (Some(max_xmit), Some(max_recv), Some(assoc_group), Some(&count)) =
-            (u16_at(body, 0), u16_at(body, 2), u32_at(body, 4), body.get(8))
-        else {
+        let (Some(max_xmit), Some(max_recv), Some(assoc_group), Some(&count)) = (
+            u16_at(body, 0),
+            u16_at(body, 2),
+            u32_at(body, 4),
+            body.get(8),
+        ) else {
             return Err(BindError::TooShort(body.len()));
         };
         let mut contexts = Vec::with_capacity(count as usize);
@@ -58,15 +61,25 @@ impl BindBody {
             let overrun = BindError::ElementOverrun { index };
             let head = body.get(at..at + ELEMENT_HEAD).ok_or(overrun)?;
             let n = head[2] as usize;
-            let syntaxes = body.get(at + ELEMENT_HEAD..at + ELEMENT_HEAD + n * SYNTAX_LEN).ok_or(overrun)?;
+            let syntaxes = body
+                .get(at + ELEMENT_HEAD..at + ELEMENT_HEAD + n * SYNTAX_LEN)
+                .ok_or(overrun)?;
             contexts.push(ContextElement {
                 id: u16::from_le_bytes([head[0], head[1]]),
                 abstract_syntax: SyntaxId::decode(&head[4..]).ok_or(overrun)?,
-                transfer_syntaxes: syntaxes.chunks_exact(SYNTAX_LEN).filter_map(SyntaxId::decode).collect(),
+                transfer_syntaxes: syntaxes
+                    .chunks_exact(SYNTAX_LEN)
+                    .filter_map(SyntaxId::decode)
+                    .collect(),
             });
             at += ELEMENT_HEAD + n * SYNTAX_LEN;
         }
-        Ok(BindBody { max_xmit, max_recv, assoc_group, contexts })
+        Ok(BindBody {
+            max_xmit,
+            max_recv,
+            assoc_group,
+            contexts,
+        })
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -96,10 +109,18 @@ pub struct ContextResult {
 
 impl ContextResult {
     fn rejected(reason: u16) -> Self {
-        ContextResult { result: PROVIDER_REJECTION, reason, syntax: SyntaxId::ZERO }
+        ContextResult {
+            result: PROVIDER_REJECTION,
+            reason,
+            syntax: SyntaxId::ZERO,
+        }
     }
     fn accepted(syntax: SyntaxId) -> Self {
-        ContextResult { result: ACCEPTANCE, reason: 0, syntax }
+        ContextResult {
+            result: ACCEPTANCE,
+            reason: 0,
+            syntax,
+        }
     }
 }
 
@@ -121,7 +142,11 @@ impl AckBody {
         out.extend_from_slice(&self.max_xmit.to_le_bytes());
         out.extend_from_slice(&self.max_recv.to_le_bytes());
         out.extend_from_slice(&self.assoc_group.to_le_bytes());
-        let addr_len = if self.sec_addr.is_empty() { 0 } else { self.sec_addr.len() + 1 };
+        let addr_len = if self.sec_addr.is_empty() {
+            0
+        } else {
+            self.sec_addr.len() + 1
+        };
         out.extend_from_slice(&(addr_len as u16).to_le_bytes());
         out.extend_from_slice(&self.sec_addr);
         if addr_len > 0 {
@@ -139,17 +164,24 @@ impl AckBody {
     }
 
     pub fn decode(body: &[u8]) -> Result<Self, BindError> {
-        let (Some(max_xmit), Some(max_recv), Some(assoc_group), Some(addr_len)) =
-            (u16_at(body, 0), u16_at(body, 2), u32_at(body, 4), u16_at(body, 8))
-        else {
+        let (Some(max_xmit), Some(max_recv), Some(assoc_group), Some(addr_len)) = (
+            u16_at(body, 0),
+            u16_at(body, 2),
+            u32_at(body, 4),
+            u16_at(body, 8),
+        ) else {
             return Err(BindError::TooShort(body.len()));
         };
         let addr_len = addr_len as usize;
-        let addr = body.get(10..10 + addr_len).ok_or(BindError::TooShort(body.len()))?;
+        let addr = body
+            .get(10..10 + addr_len)
+            .ok_or(BindError::TooShort(body.len()))?;
         let sec_addr = addr.split(|&b| b == 0).next().unwrap_or_default().to_vec();
         let at = (16 + 10 + addr_len).next_multiple_of(4) - 16;
         let count = *body.get(at).ok_or(BindError::TooShort(body.len()))? as usize;
-        let raw = body.get(at + 4..at + 4 + count * RESULT_LEN).ok_or(BindError::ResultsOverrun)?;
+        let raw = body
+            .get(at + 4..at + 4 + count * RESULT_LEN)
+            .ok_or(BindError::ResultsOverrun)?;
         let results = raw
             .chunks_exact(RESULT_LEN)
             .map(|r| ContextResult {
@@ -158,7 +190,13 @@ impl AckBody {
                 syntax: SyntaxId::decode(&r[4..]).expect("24-byte chunk"),
             })
             .collect();
-        Ok(AckBody { max_xmit, max_recv, assoc_group, sec_addr, results })
+        Ok(AckBody {
+            max_xmit,
+            max_recv,
+            assoc_group,
+            sec_addr,
+            results,
+        })
     }
 }
 
@@ -203,7 +241,10 @@ pub fn negotiate(body: &BindBody, offer: Offer) -> (Vec<ContextResult>, Vec<(u16
                 None
             }
         });
-        let (result, ndr) = chosen.unwrap_or((ContextResult::rejected(TRANSFER_SYNTAXES_NOT_SUPPORTED), None));
+        let (result, ndr) = chosen.unwrap_or((
+            ContextResult::rejected(TRANSFER_SYNTAXES_NOT_SUPPORTED),
+            None,
+        ));
         results.push(result);
         contexts.push((element.id, ndr));
     }
@@ -215,7 +256,11 @@ mod tests {
     use super::*;
 
     fn element(id: u16, syntax: SyntaxId) -> ContextElement {
-        ContextElement { id, abstract_syntax: KMS_INTERFACE, transfer_syntaxes: vec![syntax] }
+        ContextElement {
+            id,
+            abstract_syntax: KMS_INTERFACE,
+            transfer_syntaxes: vec![syntax],
+        }
     }
 
     fn windows_bind() -> BindBody {
@@ -223,7 +268,11 @@ mod tests {
             max_xmit: 5840,
             max_recv: 5840,
             assoc_group: 0,
-            contexts: vec![element(0, NDR32), element(1, NDR64), element(2, syntax::btfn(3))],
+            contexts: vec![
+                element(0, NDR32),
+                element(1, NDR64),
+                element(2, syntax::btfn(3)),
+            ],
         }
     }
 
@@ -237,7 +286,13 @@ mod tests {
 
     #[test]
     fn prefer_ndr64_rejects_ndr32_and_acks_btfn() {
-        let (results, contexts) = negotiate(&windows_bind(), Offer { ndr64: true, btfn: true });
+        let (results, contexts) = negotiate(
+            &windows_bind(),
+            Offer {
+                ndr64: true,
+                btfn: true,
+            },
+        );
         let codes: Vec<(u16, u16)> = results.iter().map(|r| (r.result, r.reason)).collect();
         assert_eq!(codes, vec![(2, 2), (0, 0), (3, 3)]);
         assert_eq!(contexts, vec![(0, None), (1, Some(Ndr::Ndr64)), (2, None)]);
@@ -245,7 +300,13 @@ mod tests {
 
     #[test]
     fn ndr32_only_server_accepts_ndr32_and_rejects_the_rest_when_btfn_is_off() {
-        let (results, contexts) = negotiate(&windows_bind(), Offer { ndr64: false, btfn: false });
+        let (results, contexts) = negotiate(
+            &windows_bind(),
+            Offer {
+                ndr64: false,
+                btfn: false,
+            },
+        );
         let codes: Vec<(u16, u16)> = results.iter().map(|r| (r.result, r.reason)).collect();
         assert_eq!(codes, vec![(0, 0), (2, 2), (2, 2)]);
         assert_eq!(results[0].syntax, NDR32);
@@ -256,13 +317,25 @@ mod tests {
     fn unknown_interface_is_rejected_with_reason_1() {
         let mut body = windows_bind();
         body.contexts[0].abstract_syntax.uuid = uuid::Uuid::from_u128(1);
-        let (results, _) = negotiate(&body, Offer { ndr64: false, btfn: true });
+        let (results, _) = negotiate(
+            &body,
+            Offer {
+                ndr64: false,
+                btfn: true,
+            },
+        );
         assert_eq!((results[0].result, results[0].reason), (2, 1));
     }
 
     #[test]
     fn ack_is_108_bytes_on_port_1688_and_on_a_five_digit_port() {
-        let (results, _) = negotiate(&windows_bind(), Offer { ndr64: true, btfn: true });
+        let (results, _) = negotiate(
+            &windows_bind(),
+            Offer {
+                ndr64: true,
+                btfn: true,
+            },
+        );
         for port in ["1688", "21002"] {
             let ack = AckBody {
                 max_xmit: 5840,
@@ -280,7 +353,10 @@ mod tests {
     #[test]
     fn truncated_elements_are_typed_errors() {
         let bytes = windows_bind().encode();
-        assert_eq!(BindBody::decode(&bytes[..40]), Err(BindError::ElementOverrun { index: 0 }));
+        assert_eq!(
+            BindBody::decode(&bytes[..40]),
+            Err(BindError::ElementOverrun { index: 0 })
+        );
         assert_eq!(BindBody::decode(&bytes[..5]), Err(BindError::TooShort(5)));
     }
 }

@@ -29,15 +29,28 @@ pub struct Request<'a> {
 
 impl<'a> Request<'a> {
     pub fn decode(header: &Header, body: &'a [u8]) -> Result<Self, CallError> {
-        let too_short = CallError::TooShort { what: "request", len: body.len() };
-        let (Some(alloc_hint), Some(context_id), Some(opnum)) = (u32_at(body, 0), u16_at(body, 4), u16_at(body, 6))
+        let too_short = CallError::TooShort {
+            what: "request",
+            len: body.len(),
+        };
+        let (Some(alloc_hint), Some(context_id), Some(opnum)) =
+            (u32_at(body, 0), u16_at(body, 4), u16_at(body, 6))
         else {
             return Err(too_short);
         };
         // An object UUID, if flagged, sits between the fixed fields and the stub.
-        let stub_at = if header.flags & flags::OBJECT_UUID != 0 { 24 } else { 8 };
+        let stub_at = if header.flags & flags::OBJECT_UUID != 0 {
+            24
+        } else {
+            8
+        };
         let stub = body.get(stub_at..).ok_or(too_short)?;
-        Ok(Request { alloc_hint, context_id, opnum, stub })
+        Ok(Request {
+            alloc_hint,
+            context_id,
+            opnum,
+            stub,
+        })
     }
 
     pub fn encode(call_id: u32, context_id: u16, stub: &[u8]) -> Vec<u8> {
@@ -71,11 +84,20 @@ impl<'a> Response<'a> {
     }
 
     pub fn decode(body: &'a [u8]) -> Result<Self, CallError> {
-        let (Some(alloc_hint), Some(context_id), Some(&cancel_count)) = (u32_at(body, 0), u16_at(body, 4), body.get(6))
+        let (Some(alloc_hint), Some(context_id), Some(&cancel_count)) =
+            (u32_at(body, 0), u16_at(body, 4), body.get(6))
         else {
-            return Err(CallError::TooShort { what: "response", len: body.len() });
+            return Err(CallError::TooShort {
+                what: "response",
+                len: body.len(),
+            });
         };
-        Ok(Response { alloc_hint, context_id, cancel_count, stub: &body[8..] })
+        Ok(Response {
+            alloc_hint,
+            context_id,
+            cancel_count,
+            stub: &body[8..],
+        })
     }
 }
 
@@ -87,12 +109,20 @@ pub fn encode_fault(call_id: u32, status: u32) -> Vec<u8> {
     body.extend_from_slice(&[0; 4]);
     body.extend_from_slice(&status.to_le_bytes());
     body.extend_from_slice(&[0; 4]);
-    Header::new(ptype::FAULT, flags::FIRST_LAST | flags::DID_NOT_EXECUTE, call_id).encode_with(&body)
+    Header::new(
+        ptype::FAULT,
+        flags::FIRST_LAST | flags::DID_NOT_EXECUTE,
+        call_id,
+    )
+    .encode_with(&body)
 }
 
 /// The status of a fault PDU body.
 pub fn decode_fault(body: &[u8]) -> Result<u32, CallError> {
-    u32_at(body, 8).ok_or(CallError::TooShort { what: "fault", len: body.len() })
+    u32_at(body, 8).ok_or(CallError::TooShort {
+        what: "fault",
+        len: body.len(),
+    })
 }
 
 /// Splits a complete PDU into its header and body.
@@ -110,7 +140,10 @@ mod tests {
         let fault = encode_fault(9, status::UNKNOWN_INTERFACE);
         assert_eq!(fault.len(), 32);
         let (header, body) = split(&fault).unwrap();
-        assert_eq!((header.ptype, header.flags, header.call_id), (ptype::FAULT, 0x23, 9));
+        assert_eq!(
+            (header.ptype, header.flags, header.call_id),
+            (ptype::FAULT, 0x23, 9)
+        );
         assert_eq!(decode_fault(body), Ok(status::UNKNOWN_INTERFACE));
         assert_eq!(body[6], 0, "cancel count");
     }
@@ -120,11 +153,22 @@ mod tests {
         let pdu = Request::encode(3, 1, &[5; 20]);
         let (header, body) = split(&pdu).unwrap();
         let req = Request::decode(&header, body).unwrap();
-        assert_eq!((req.alloc_hint, req.context_id, req.opnum, req.stub), (20, 1, 0, &[5u8; 20][..]));
+        assert_eq!(
+            (req.alloc_hint, req.context_id, req.opnum, req.stub),
+            (20, 1, 0, &[5u8; 20][..])
+        );
         let pdu = Response::encode(3, 1, &[6; 12]);
         let (_, body) = split(&pdu).unwrap();
         let resp = Response::decode(body).unwrap();
-        assert_eq!((resp.alloc_hint, resp.context_id, resp.cancel_count, resp.stub), (12, 1, 0, &[6u8; 12][..]));
+        assert_eq!(
+            (
+                resp.alloc_hint,
+                resp.context_id,
+                resp.cancel_count,
+                resp.stub
+            ),
+            (12, 1, 0, &[6u8; 12][..])
+        );
         assert!(Request::decode(&header, &[0; 7]).is_err());
     }
 }

@@ -52,7 +52,10 @@ impl Ndr {
     /// array are tolerated (some RPC stacks add them).
     pub fn decode_request(self, stub: &[u8]) -> Result<&[u8], StubError> {
         let (size, conformance) = match self {
-            Ndr::Ndr32 => (u32_at(stub, 0).map(u64::from), u32_at(stub, 4).map(u64::from)),
+            Ndr::Ndr32 => (
+                u32_at(stub, 0).map(u64::from),
+                u32_at(stub, 4).map(u64::from),
+            ),
             // The size is an int32 followed by alignment padding; reading
             // 8 bytes would let junk in the padding change it.
             Ndr::Ndr64 => (u32_at(stub, 0).map(u64::from), u64_at(stub, 8)),
@@ -66,7 +69,10 @@ impl Ndr {
         let start = self.request_header_len();
         let end = start as u64 + size;
         if end > stub.len() as u64 {
-            return Err(StubError::Overrun { size, len: stub.len() });
+            return Err(StubError::Overrun {
+                size,
+                len: stub.len(),
+            });
         }
         Ok(&stub[start..end as usize])
     }
@@ -117,7 +123,11 @@ impl Ndr {
     /// stub, checking every field a real client checks.
     pub fn decode_response(self, stub: &[u8]) -> Result<Result<Vec<u8>, u32>, StubError> {
         let (size, referent, head) = match self {
-            Ndr::Ndr32 => (u32_at(stub, 0).map(u64::from), u32_at(stub, 4).map(u64::from), 8),
+            Ndr::Ndr32 => (
+                u32_at(stub, 0).map(u64::from),
+                u32_at(stub, 4).map(u64::from),
+                8,
+            ),
             Ndr::Ndr64 => (u32_at(stub, 0).map(u64::from), u64_at(stub, 8), 16),
         };
         let (Some(size), Some(referent)) = (size, referent) else {
@@ -127,7 +137,10 @@ impl Ndr {
             // Error layout: size 0, NULL pointer, HRESULT.
             let hresult = u32_at(stub, head).ok_or(StubError::TooShort(stub.len()))?;
             if stub.len() != head + 4 {
-                return Err(StubError::WrongLength { got: stub.len(), want: head + 4 });
+                return Err(StubError::WrongLength {
+                    got: stub.len(),
+                    want: head + 4,
+                });
             }
             return Ok(Err(hresult));
         }
@@ -147,7 +160,10 @@ impl Ndr {
         let padded = end.next_multiple_of(4);
         let want = padded + 4;
         if stub.len() as u64 != want {
-            return Err(StubError::WrongLength { got: stub.len(), want: want as usize });
+            return Err(StubError::WrongLength {
+                got: stub.len(),
+                want: want as usize,
+            });
         }
         let (end, padded) = (end as usize, padded as usize);
         if stub[end..padded].iter().any(|&b| b != 0) {
@@ -167,7 +183,10 @@ mod tests {
 
     #[test]
     fn error_stubs_match_the_spec_bytes() {
-        assert_eq!(hex::encode(Ndr::Ndr32.encode_response(Err(0x8007000D))), "00000000000000000d000780");
+        assert_eq!(
+            hex::encode(Ndr::Ndr32.encode_response(Err(0x8007000D))),
+            "00000000000000000d000780"
+        );
         assert_eq!(Ndr::Ndr64.encode_response(Err(0x8007000D)).len(), 20);
     }
 
@@ -177,16 +196,30 @@ mod tests {
         assert_eq!(Ndr::Ndr32.encode_response(Ok(&[1; 260])).len(), 276);
         assert_eq!(Ndr::Ndr64.encode_response(Ok(&[1; 260])).len(), 288);
         // n = 158 (v4): padded to 160 before the HRESULT.
-        assert_eq!(Ndr::Ndr32.encode_response(Ok(&[1; 158])).len(), 12 + 160 + 4);
+        assert_eq!(
+            Ndr::Ndr32.encode_response(Ok(&[1; 158])).len(),
+            12 + 160 + 4
+        );
     }
 
     #[test]
     fn request_and_response_stubs_round_trip() {
         for ndr in [Ndr::Ndr32, Ndr::Ndr64] {
             let payload = [7u8; 253];
-            assert_eq!(ndr.decode_request(&ndr.encode_request(&payload)).unwrap(), &payload);
-            assert_eq!(ndr.decode_response(&ndr.encode_response(Ok(&payload))).unwrap(), Ok(payload.to_vec()));
-            assert_eq!(ndr.decode_response(&ndr.encode_response(Err(0xC004F042))).unwrap(), Err(0xC004F042));
+            assert_eq!(
+                ndr.decode_request(&ndr.encode_request(&payload)).unwrap(),
+                &payload
+            );
+            assert_eq!(
+                ndr.decode_response(&ndr.encode_response(Ok(&payload)))
+                    .unwrap(),
+                Ok(payload.to_vec())
+            );
+            assert_eq!(
+                ndr.decode_response(&ndr.encode_response(Err(0xC004F042)))
+                    .unwrap(),
+                Err(0xC004F042)
+            );
         }
     }
 
@@ -194,10 +227,22 @@ mod tests {
     fn inconsistent_request_stubs_are_typed_errors() {
         let mut stub = Ndr::Ndr32.encode_request(&[0; 10]);
         stub[4] = 11;
-        assert_eq!(Ndr::Ndr32.decode_request(&stub), Err(StubError::SizeMismatch { size: 10, conformance: 11 }));
+        assert_eq!(
+            Ndr::Ndr32.decode_request(&stub),
+            Err(StubError::SizeMismatch {
+                size: 10,
+                conformance: 11
+            })
+        );
         let mut stub = Ndr::Ndr32.encode_request(&[0; 10]);
         stub.truncate(12);
-        assert_eq!(Ndr::Ndr32.decode_request(&stub), Err(StubError::Overrun { size: 10, len: 12 }));
-        assert_eq!(Ndr::Ndr64.decode_request(&[0; 9]), Err(StubError::TooShort(9)));
+        assert_eq!(
+            Ndr::Ndr32.decode_request(&stub),
+            Err(StubError::Overrun { size: 10, len: 12 })
+        );
+        assert_eq!(
+            Ndr::Ndr64.decode_request(&[0; 9]),
+            Err(StubError::TooShort(9))
+        );
     }
 }

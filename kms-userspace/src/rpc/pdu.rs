@@ -43,7 +43,16 @@ pub struct Header {
 impl Header {
     /// A header as this implementation sends it: RPC 5.0, little-endian, no auth.
     pub fn new(ptype: u8, flags: u8, call_id: u32) -> Self {
-        Header { rpc_vers: 5, rpc_vers_minor: 0, ptype, flags, drep: DREP_LE, frag_length: 0, auth_length: 0, call_id }
+        Header {
+            rpc_vers: 5,
+            rpc_vers_minor: 0,
+            ptype,
+            flags,
+            drep: DREP_LE,
+            frag_length: 0,
+            auth_length: 0,
+            call_id,
+        }
     }
 
     pub fn decode(bytes: &[u8]) -> Option<Self> {
@@ -90,7 +99,9 @@ pub enum FrameError {
 /// are needed. Unknown PDU types are refused as soon as the header is in,
 /// without waiting for a body that may never come.
 pub fn frame(buf: &[u8], accepted_types: &[u8]) -> Result<Option<usize>, FrameError> {
-    let Some(header) = Header::decode(buf) else { return Ok(None) };
+    let Some(header) = Header::decode(buf) else {
+        return Ok(None);
+    };
     if !accepted_types.contains(&header.ptype) {
         return Err(FrameError::UnknownType(header.ptype));
     }
@@ -143,6 +154,9 @@ mod tests {
         assert_eq!(frame(&pdu, &SERVER_TYPES), Err(FrameError::TooLong(0xffff)));
         pdu[2] = 1;
         assert_eq!(frame(&pdu, &SERVER_TYPES), Err(FrameError::UnknownType(1)));
-        assert_eq!(frame(b"GET / HTTP/1.1\r\nHost", &SERVER_TYPES), Err(FrameError::UnknownType(b'T')));
+        assert_eq!(
+            frame(b"GET / HTTP/1.1\r\nHost", &SERVER_TYPES),
+            Err(FrameError::UnknownType(b'T'))
+        );
     }
 }

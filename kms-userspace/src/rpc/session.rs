@@ -51,20 +51,35 @@ pub struct Session {
 
 impl Session {
     pub fn new(options: RpcOptions, assoc_group: u32, local_port: u16) -> Self {
-        Session { options, assoc_group, port: local_port.to_string().into_bytes(), contexts: Vec::new() }
+        Session {
+            options,
+            assoc_group,
+            port: local_port.to_string().into_bytes(),
+            contexts: Vec::new(),
+        }
     }
 
     fn context(&self, id: u16) -> Option<Ndr> {
-        self.contexts.iter().find(|(c, _)| *c == id).map(|(_, n)| *n)
+        self.contexts
+            .iter()
+            .find(|(c, _)| *c == id)
+            .map(|(_, n)| *n)
     }
 
     /// Reacts to one complete PDU (framed by [`super::pdu::frame`] with
     /// [`SERVER_PDU_TYPES`]). `kms` answers a KMS call with a response
     /// payload or an HRESULT.
-    pub fn handle(&mut self, pdu: &[u8], kms: impl FnOnce(Call<'_>) -> Result<Vec<u8>, u32>) -> Action {
+    pub fn handle(
+        &mut self,
+        pdu: &[u8],
+        kms: impl FnOnce(Call<'_>) -> Result<Vec<u8>, u32>,
+    ) -> Action {
         let Some((header, body)) = call::split(pdu) else {
             // Framing guarantees a whole PDU; treat anything else as garbage.
-            return Action::Close(CloseReason::BadRequest(call::CallError::TooShort { what: "pdu", len: pdu.len() }));
+            return Action::Close(CloseReason::BadRequest(call::CallError::TooShort {
+                what: "pdu",
+                len: pdu.len(),
+            }));
         };
         match header.ptype {
             ptype::BIND | ptype::ALTER_CONTEXT => self.bind(&header, body),
@@ -89,16 +104,25 @@ impl Session {
             max_xmit: request.max_xmit,
             max_recv: request.max_recv,
             assoc_group: self.assoc_group,
-            sec_addr: if is_bind { self.port.clone() } else { Vec::new() },
+            sec_addr: if is_bind {
+                self.port.clone()
+            } else {
+                Vec::new()
+            },
             results,
         };
         // bind_ack echoes the multiplex flag; alter_context_resp never sets it.
         let (reply_type, reply_flags) = if is_bind {
-            (ptype::BIND_ACK, flags::FIRST_LAST | (header.flags & flags::CONC_MPX))
+            (
+                ptype::BIND_ACK,
+                flags::FIRST_LAST | (header.flags & flags::CONC_MPX),
+            )
         } else {
             (ptype::ALTER_CONTEXT_RESP, flags::FIRST_LAST)
         };
-        Action::Reply(Header::new(reply_type, reply_flags, header.call_id).encode_with(&ack.encode()))
+        Action::Reply(
+            Header::new(reply_type, reply_flags, header.call_id).encode_with(&ack.encode()),
+        )
     }
 
     fn request(
@@ -121,7 +145,11 @@ impl Session {
         if header.flags & flags::FIRST_LAST != flags::FIRST_LAST {
             return fault(status::PROTOCOL_ERROR);
         }
-        let answer = kms(Call { ndr, call_id: header.call_id, payload: ndr.decode_request(request.stub) });
+        let answer = kms(Call {
+            ndr,
+            call_id: header.call_id,
+            payload: ndr.decode_request(request.stub),
+        });
         let stub = match &answer {
             Ok(payload) => ndr.encode_response(Ok(payload)),
             Err(hresult) => ndr.encode_response(Err(*hresult)),
