@@ -84,8 +84,8 @@ impl<'a> Response<'a> {
     }
 
     pub fn decode(body: &'a [u8]) -> Result<Self, CallError> {
-        let (Some(alloc_hint), Some(context_id), Some(&cancel_count)) =
-            (u32_at(body, 0), u16_at(body, 4), body.get(6))
+        let (Some(alloc_hint), Some(context_id), Some(&cancel_count), Some(stub)) =
+            (u32_at(body, 0), u16_at(body, 4), body.get(6), body.get(8..))
         else {
             return Err(CallError::TooShort {
                 what: "response",
@@ -96,7 +96,7 @@ impl<'a> Response<'a> {
             alloc_hint,
             context_id,
             cancel_count,
-            stub: &body[8..],
+            stub,
         })
     }
 }
