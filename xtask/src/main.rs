@@ -1,6 +1,7 @@
 //! `cargo xtask`: every build, set-up and test step of kms-edge, so no shell
 //! script knows more than this.
 
+mod bench;
 mod build;
 mod setup;
 mod test;
@@ -34,6 +35,19 @@ enum Command {
     },
     /// Everything CI runs: fmt, clippy on both halves, unit and integration tests.
     Test(test::TestArgs),
+    /// Benchmarks (results under target/bench/).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// kmsd serve under kmsd client --concurrency 64: activations/s, latency, RSS.
+    Kms {
+        /// Seconds per run.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -57,6 +71,10 @@ fn run(cli: Cli) -> Result<()> {
             setup::ensure()?;
             let kmsd = build::kmsd(release)?;
             build::exec_serve(&kmsd, &args)
+        }
+        Command::Bench(BenchCommand::Kms { duration }) => {
+            setup::ensure()?;
+            bench::kms(duration)
         }
         Command::Test(args) => {
             setup::ensure()?;
