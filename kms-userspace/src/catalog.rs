@@ -95,7 +95,7 @@ pub fn catalog() -> &'static Catalog {
             .into_iter()
             .filter(|b| b.use_for_epid && b.release_date_unix.is_some())
             .collect();
-        epid_builds.sort_by(|a, b| b.build.cmp(&a.build));
+        epid_builds.sort_by_key(|b| std::cmp::Reverse(b.build));
         Catalog {
             by_kms_id: doc
                 .kms_ids

@@ -192,17 +192,16 @@ async fn plan(args: &ClientArgs) -> anyhow::Result<Plan> {
 async fn single(plan: &Plan, args: &ClientArgs) -> anyhow::Result<()> {
     let ciphers = Ciphers::new();
     let total = args.requests.unwrap_or(1).max(1);
-    let mut call_id = 2;
     let mut conn: Option<Connection> = None;
     let mut results = Vec::new();
-    for _ in 0..total {
+    // vlmcs numbers calls from 2 and keeps counting across reconnects.
+    for call_id in (2..).take(total as usize) {
         if conn.is_none() || plan.reconnect {
             conn = Some(Connection::open(plan.addr, plan.bind, plan.timeout, call_id).await?);
         }
         let request = plan.request();
         let connection = conn.as_mut().expect("opened above");
         let verified = connection.activate(&ciphers, &request, call_id).await?;
-        call_id += 1;
         if !args.json {
             print_response(plan, &request, &verified);
         }
@@ -210,7 +209,7 @@ async fn single(plan: &Plan, args: &ClientArgs) -> anyhow::Result<()> {
             "protocol": plan.version.to_string(),
             "product": plan.sku.name,
             "epid": verified.base.epid,
-            "hwid": verified.hwid.map(|h| hex::encode_upper(h)),
+            "hwid": verified.hwid.map(hex::encode_upper),
             "client_machine_id": verified.base.cmid.to_string(),
             "active_clients": verified.base.count,
             "activation_interval_minutes": verified.base.activation_interval,

@@ -199,7 +199,7 @@ impl ResponseBase {
             });
         }
         let pid_size = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes")) as usize;
-        if pid_size == 0 || pid_size % 2 != 0 || pid_size > MAX_PID_SIZE {
+        if pid_size == 0 || !pid_size.is_multiple_of(2) || pid_size > MAX_PID_SIZE {
             return Err(MessageError::BadPidSize(pid_size));
         }
         let len = 8 + pid_size + 36;

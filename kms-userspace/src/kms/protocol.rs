@@ -322,7 +322,7 @@ fn verify_encrypted(
     payload: &[u8],
 ) -> Result<VerifiedResponse, VerifyError> {
     let v6 = pending.version.major == 6;
-    if payload.len() < 20 + 16 || (payload.len() - 20) % 16 != 0 {
+    if payload.len() < 20 + 16 || !(payload.len() - 20).is_multiple_of(16) {
         return Err(VerifyError::TooShort(payload.len()));
     }
     let iv: Block = payload[4..20].try_into().expect("16 bytes");
