@@ -15,10 +15,7 @@ use kms_userspace::{
         message::Version,
         protocol::{self, Ciphers, PendingRequest},
     },
-    policy::{
-        DEFAULT_HWID, Policy, PolicySettings, Whitelist,
-        epid::{EpidOptions, Randomization},
-    },
+    policy::{Policy, PolicySettings, Whitelist, epid::Randomization},
     rpc::{
         bind::{self, AckBody, BindBody, Offer},
         call::{self, Response},
@@ -60,21 +57,11 @@ fn server_for(vector: &Value) -> (KmsService, RpcOptions) {
     let cmd = vector["server_command"].as_str().unwrap();
     let flag = |f: &str| cmd.split_whitespace().any(|w| w == f);
     let whitelist = (0..=3).find(|l| flag(&format!("-K{l}"))).unwrap_or(0);
-    let settings = PolicySettings {
-        epid: EpidOptions {
-            randomization: Randomization::Fixed,
-            lcid: None,
-            host_build: None,
-            ndr64: None,
-            overrides: vec![],
-        },
-        hwid: DEFAULT_HWID,
-        activation_interval: 120,
-        renewal_interval: 10080,
-        client_list: None,
+    let mut settings = PolicySettings {
         whitelist: Whitelist(whitelist),
-        check_client_time: false,
+        ..PolicySettings::default()
     };
+    settings.epid.randomization = Randomization::Fixed;
     let policy = Policy::new(catalog(), settings, &mut rand::rng()).unwrap();
     let offer = Offer {
         ndr64: !flag("-N0"),

@@ -41,6 +41,28 @@ pub struct PolicySettings {
     pub check_client_time: bool,
 }
 
+impl Default for PolicySettings {
+    /// vlmcsd's defaults: random ePIDs per start, 2×N count, no whitelisting,
+    /// no time check, 120/10080-minute intervals.
+    fn default() -> Self {
+        PolicySettings {
+            epid: EpidOptions {
+                randomization: epid::Randomization::PerStart,
+                lcid: None,
+                host_build: None,
+                ndr64: None,
+                overrides: vec![],
+            },
+            hwid: DEFAULT_HWID,
+            activation_interval: 120,
+            renewal_interval: 10080,
+            client_list: None,
+            whitelist: Whitelist(0),
+            check_client_time: false,
+        }
+    }
+}
+
 /// What a granted activation carries back.
 #[derive(Clone, Debug)]
 pub struct Grant {
@@ -142,21 +164,9 @@ mod tests {
     use uuid::Uuid;
 
     fn settings() -> PolicySettings {
-        PolicySettings {
-            epid: EpidOptions {
-                randomization: Randomization::Fixed,
-                lcid: None,
-                host_build: None,
-                ndr64: None,
-                overrides: vec![],
-            },
-            hwid: DEFAULT_HWID,
-            activation_interval: 120,
-            renewal_interval: 10080,
-            client_list: None,
-            whitelist: Whitelist(0),
-            check_client_time: false,
-        }
+        let mut s = PolicySettings::default();
+        s.epid.randomization = Randomization::Fixed;
+        s
     }
 
     fn request(sku: &str) -> RequestBase {
