@@ -82,7 +82,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .context("installing signal handlers")?;
     info!(
         signal,
-        "shutting down: no new connections; pinned XDP links stay attached"
+        "shutting down: no new connections, idle ones closed; pinned XDP links stay attached"
     );
     trigger.fire();
     if tokio::time::timeout(SHUTDOWN_GRACE, async {
