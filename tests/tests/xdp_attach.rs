@@ -159,3 +159,40 @@ fn skb_mode_on_request() -> anyhow::Result<()> {
     assert!(bed.counters()?[&Stat::TcpSyn] >= 5);
     Ok(())
 }
+
+#[test]
+fn a_restarted_daemon_adopts_the_pinned_link_and_keeps_the_counters() -> anyhow::Result<()> {
+    let mut bed = Testbed::new()?;
+    let iface = bed.server_if.clone();
+    let listen = format!("{SERVER_V4}:{PORT}");
+    let args = ["--listen", listen.as_str(), "--xdp-iface", iface.as_str()];
+    bed.start_kmsd(&args)?;
+    bed.kmsd()
+        .wait_for_log("XDP attached", Duration::from_secs(10))?;
+    let done = bed.connect_from_client(server_addr(IpAddr::V4(SERVER_V4), PORT), 10)?;
+    assert_eq!(done, 10);
+    let before = bed.counters()?[&Stat::TcpSyn];
+    let status = bed.kmsd().stop(Duration::from_secs(10))?;
+    assert!(exited_cleanly(status));
+
+    // While no daemon runs, the pinned program still sees (refused) SYNs.
+    let refused = bed.connect_from_client(server_addr(IpAddr::V4(SERVER_V4), PORT), 5)?;
+    assert_eq!(refused, 0, "nothing listens while the daemon is down");
+    let between = bed.counters()?[&Stat::TcpSyn];
+    assert!(
+        between >= before + 5,
+        "XDP kept counting: {before} -> {between}"
+    );
+    bed.start_kmsd(&args)?;
+    bed.kmsd()
+        .wait_for_log("adopted the pinned XDP link", Duration::from_secs(10))?;
+    let done = bed.connect_from_client(server_addr(IpAddr::V4(SERVER_V4), PORT), 10)?;
+    assert_eq!(done, 10);
+    let after = bed.counters()?[&Stat::TcpSyn];
+    assert!(
+        after >= between + 10,
+        "counters survive the restart: {between} -> {after}"
+    );
+    assert!(bed.pin_dir().join(format!("xdp-native-{iface}")).exists());
+    Ok(())
+}
