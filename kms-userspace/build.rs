@@ -103,10 +103,11 @@ fn build_ebpf(workspace: &Path, ebpf_dir: &Path) -> PathBuf {
             cmd.env_remove(&key);
         }
     }
-    // BTF lets the kernel (and bpftool) show the maps' types.
+    // BTF lets the kernel (and bpftool) show the maps' types; cpu v3 has the
+    // atomic fetch-add and compare-exchange instructions (kernel 5.12+).
     cmd.env(
         "CARGO_ENCODED_RUSTFLAGS",
-        "-Cdebuginfo=2\u{1f}-Clink-arg=--btf",
+        "-Cdebuginfo=2\u{1f}-Clink-arg=--btf\u{1f}-Ctarget-cpu=v3",
     );
     let status = cmd
         .status()

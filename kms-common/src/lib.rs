@@ -5,6 +5,7 @@
 //! layout; the `user` feature adds `aya::Pod` so the daemon can read the maps.
 #![cfg_attr(not(test), no_std)]
 
+pub mod enforce;
 pub mod stats;
 
 pub use stats::Stat;
@@ -15,8 +16,22 @@ pub use stats::Stat;
 pub mod names {
     /// The XDP program attached to every edge interface.
     pub const XDP_PROGRAM: &str = "kms_xdp";
+    /// The sock_ops program that counts established connections per source.
+    pub const SOCK_OPS_PROGRAM: &str = "kms_sock_ops";
     /// Per-CPU packet counters indexed by [`crate::Stat`].
     pub const STATS_MAP: &str = "KMS_STATS";
+    /// The live [`crate::enforce::Config`], one element.
+    pub const CONFIG_MAP: &str = "KMS_CONFIG";
+    /// Per-source connection state (LRU hash of [`crate::enforce::SourceState`]).
+    pub const SOURCES_MAP: &str = "KMS_SOURCES";
+    /// The block (overload) tables, LPM tries of [`crate::enforce::Blocked`].
+    pub const BLOCKED_V4_MAP: &str = "KMS_BLOCKED_V4";
+    pub const BLOCKED_V6_MAP: &str = "KMS_BLOCKED_V6";
+    /// The allow tables, LPM tries of `u8` (the value is unused).
+    pub const ALLOWED_V4_MAP: &str = "KMS_ALLOWED_V4";
+    pub const ALLOWED_V6_MAP: &str = "KMS_ALLOWED_V6";
+    /// Overload events, a ring buffer of [`crate::enforce::OverloadEvent`].
+    pub const EVENTS_MAP: &str = "KMS_EVENTS";
 }
 
 /// Pins live under `<pin-dir>` whose default ends in `v<PIN_LAYOUT_VERSION>`:

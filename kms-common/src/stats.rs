@@ -1,9 +1,11 @@
-//! Per-CPU packet counters kept by the XDP program.
+//! Per-CPU counters kept by the BPF programs.
 
 /// Index of a counter in the per-CPU `KMS_STATS` array.
 ///
-/// Verdict counters (`Passed`, `Dropped`) add up to every packet the program
-/// saw; the others classify packets and overlap with the verdicts.
+/// The verdict counters (`Passed`, `Dropped`) add up to every packet the XDP
+/// program saw, and the `Dropped*` reasons add up to `Dropped`; the class
+/// counters overlap with the verdicts. The connection counters come from the
+/// sock_ops program.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Stat {
@@ -22,6 +24,32 @@ pub enum Stat {
     Ipv6 = 5,
     /// TCP segments with SYN set and ACK clear: connection attempts.
     TcpSyn = 6,
+    /// Packets from an allow-listed source (never counted or blocked).
+    AllowListed = 7,
+    /// Drops of packets from sources blocked for `max-src-conn`.
+    DroppedMaxSrcConn = 8,
+    /// Drops of packets from sources blocked for `max-src-conn-rate`.
+    DroppedMaxSrcConnRate = 9,
+    /// Drops of packets from sources an operator blocked.
+    DroppedManual = 10,
+    /// Monitor mode: packets that would have been dropped.
+    WouldDrop = 11,
+    /// Established connections to a service port that were counted.
+    Established = 12,
+    /// Counted connections that closed.
+    Closed = 13,
+    /// Sources that tripped `max-src-conn`.
+    OverloadMaxSrcConn = 14,
+    /// Sources that tripped `max-src-conn-rate`.
+    OverloadMaxSrcConnRate = 15,
+    /// Monitor mode: trips that would have blocked a source.
+    WouldOverload = 16,
+    /// Overload events lost because the ring buffer was full.
+    EventsLost = 17,
+    /// Connections not counted because the source table was full.
+    SourcesFull = 18,
+    /// Trips not recorded because the block table was full.
+    BlockedFull = 19,
 }
 
 impl Stat {
@@ -30,7 +58,7 @@ impl Stat {
     pub const SLOTS: u32 = 32;
 
     /// Every counter, in index order.
-    pub const ALL: [Stat; 7] = [
+    pub const ALL: [Stat; 20] = [
         Stat::Passed,
         Stat::Dropped,
         Stat::NotIp,
@@ -38,6 +66,19 @@ impl Stat {
         Stat::Ipv4,
         Stat::Ipv6,
         Stat::TcpSyn,
+        Stat::AllowListed,
+        Stat::DroppedMaxSrcConn,
+        Stat::DroppedMaxSrcConnRate,
+        Stat::DroppedManual,
+        Stat::WouldDrop,
+        Stat::Established,
+        Stat::Closed,
+        Stat::OverloadMaxSrcConn,
+        Stat::OverloadMaxSrcConnRate,
+        Stat::WouldOverload,
+        Stat::EventsLost,
+        Stat::SourcesFull,
+        Stat::BlockedFull,
     ];
 
     /// Stable snake_case name, used in logs, metrics and `kmsd status`.
@@ -50,6 +91,19 @@ impl Stat {
             Stat::Ipv4 => "ipv4",
             Stat::Ipv6 => "ipv6",
             Stat::TcpSyn => "tcp_syn",
+            Stat::AllowListed => "allow_listed",
+            Stat::DroppedMaxSrcConn => "dropped_max_src_conn",
+            Stat::DroppedMaxSrcConnRate => "dropped_max_src_conn_rate",
+            Stat::DroppedManual => "dropped_manual",
+            Stat::WouldDrop => "would_drop",
+            Stat::Established => "established",
+            Stat::Closed => "closed",
+            Stat::OverloadMaxSrcConn => "overload_max_src_conn",
+            Stat::OverloadMaxSrcConnRate => "overload_max_src_conn_rate",
+            Stat::WouldOverload => "would_overload",
+            Stat::EventsLost => "events_lost",
+            Stat::SourcesFull => "sources_full",
+            Stat::BlockedFull => "blocked_full",
         }
     }
 

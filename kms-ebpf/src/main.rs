@@ -3,7 +3,12 @@
 //! sees it.
 #![no_std]
 #![no_main]
+// The atomic intrinsics: see `atomic`.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
+mod atomic;
+mod conn_track;
 mod maps;
 mod parse;
 mod xdp;

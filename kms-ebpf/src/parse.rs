@@ -27,16 +27,17 @@ const MAX_IPV6_EXT_HEADERS: usize = 6;
 const TCP_FLAG_SYN: u8 = 0x02;
 const TCP_FLAG_ACK: u8 = 0x10;
 
-/// The IP version of a packet.
+/// A packet's source address, in network byte order.
 #[derive(Clone, Copy)]
-pub enum Family {
-    V4,
-    V6,
+pub enum Source {
+    V4([u8; 4]),
+    V6([u8; 16]),
 }
 
 /// What the edge needs from a TCP header.
 #[derive(Clone, Copy)]
 pub struct Tcp {
+    pub dst_port: u16,
     pub flags: u8,
 }
 
@@ -48,11 +49,11 @@ impl Tcp {
     }
 }
 
-/// An IP packet's family and, when this packet carries it, its TCP header.
+/// An IP packet's source and, when this packet carries it, its TCP header.
 /// Non-first fragments and non-TCP packets have `tcp == None`.
 #[derive(Clone, Copy)]
 pub struct IpPacket {
-    pub family: Family,
+    pub src: Source,
     pub tcp: Option<Tcp>,
 }
 
@@ -110,24 +111,19 @@ fn parse_ipv4(ctx: &XdpContext, offset: usize) -> Parsed {
         return Parsed::Malformed;
     };
     // SAFETY: bounds checked by `header`.
-    let (vihl, proto, frags) = unsafe { ((*ip).vihl, (*ip).proto, (*ip).frags) };
+    let (vihl, proto, frags, src) =
+        unsafe { ((*ip).vihl, (*ip).proto, (*ip).frags, (*ip).src_addr) };
     let header_len = ((vihl & 0x0f) as usize) * 4;
     if vihl >> 4 != 4 || header_len < Ipv4Hdr::LEN {
         return Parsed::Malformed;
     }
-    let family = Family::V4;
+    let src = Source::V4(src);
     // A non-first fragment has no TCP header; it still has a source.
-    let fragment_offset = u16::from_be_bytes(frags) & 0x1fff;
-    if proto != IPPROTO_TCP || fragment_offset != 0 {
-        return Parsed::Ip(IpPacket { family, tcp: None });
+    let later_fragment = u16::from_be_bytes(frags) & 0x1fff != 0;
+    if proto != IPPROTO_TCP || later_fragment {
+        return Parsed::Ip(IpPacket { src, tcp: None });
     }
-    match parse_tcp(ctx, offset + header_len) {
-        Some(tcp) => Parsed::Ip(IpPacket {
-            family,
-            tcp: Some(tcp),
-        }),
-        None => Parsed::Malformed,
-    }
+    with_tcp(ctx, src, offset + header_len)
 }
 
 #[inline(always)]
@@ -136,11 +132,11 @@ fn parse_ipv6(ctx: &XdpContext, offset: usize) -> Parsed {
         return Parsed::Malformed;
     };
     // SAFETY: bounds checked by `header`.
-    let (vcf0, mut next) = unsafe { ((*ip).vcf[0], (*ip).next_hdr) };
+    let (vcf0, mut next, src) = unsafe { ((*ip).vcf[0], (*ip).next_hdr, (*ip).src_addr) };
     if vcf0 >> 4 != 6 {
         return Parsed::Malformed;
     }
-    let family = Family::V6;
+    let src = Source::V6(src);
     let mut offset = offset + Ipv6Hdr::LEN;
 
     for _ in 0..MAX_IPV6_EXT_HEADERS {
@@ -153,7 +149,7 @@ fn parse_ipv6(ctx: &XdpContext, offset: usize) -> Parsed {
                 let ext = unsafe { *ext };
                 if next == IPV6_FRAGMENT && u16::from_be_bytes([ext[2], ext[3]]) >> 3 != 0 {
                     // Non-first fragment: no upper-layer header here.
-                    return Parsed::Ip(IpPacket { family, tcp: None });
+                    return Parsed::Ip(IpPacket { src, tcp: None });
                 }
                 let len = match next {
                     IPV6_FRAGMENT => 8,
@@ -169,11 +165,16 @@ fn parse_ipv6(ctx: &XdpContext, offset: usize) -> Parsed {
     }
 
     if next != IPPROTO_TCP {
-        return Parsed::Ip(IpPacket { family, tcp: None });
+        return Parsed::Ip(IpPacket { src, tcp: None });
     }
+    with_tcp(ctx, src, offset)
+}
+
+#[inline(always)]
+fn with_tcp(ctx: &XdpContext, src: Source, offset: usize) -> Parsed {
     match parse_tcp(ctx, offset) {
         Some(tcp) => Parsed::Ip(IpPacket {
-            family,
+            src,
             tcp: Some(tcp),
         }),
         None => Parsed::Malformed,
@@ -186,5 +187,8 @@ fn parse_tcp(ctx: &XdpContext, offset: usize) -> Option<Tcp> {
     let head = header::<[u8; 14]>(ctx, offset)?;
     // SAFETY: bounds checked by `header`.
     let head = unsafe { *head };
-    Some(Tcp { flags: head[13] })
+    Some(Tcp {
+        dst_port: u16::from_be_bytes([head[2], head[3]]),
+        flags: head[13],
+    })
 }

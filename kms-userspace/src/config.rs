@@ -13,6 +13,9 @@ use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
+use ipnet::IpNet;
+
+use crate::edge::limits::{LimitOptions, Limits};
 use crate::policy::{
     DEFAULT_HWID, PolicySettings, Whitelist,
     clients::ListStart,
@@ -24,6 +27,8 @@ use crate::policy::{
 pub const KMS_PORT: u16 = 1688;
 /// Where the BPF maps and links are pinned unless `--pin-dir` says otherwise.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/kms-edge/v1";
+/// Where the block and allow tables are saved unless `--state-file` says otherwise.
+pub const DEFAULT_STATE_FILE: &str = "/var/lib/kms-edge/state.json";
 
 /// How the XDP program is attached.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -71,6 +76,30 @@ pub struct ServeOptions {
     #[arg(long, value_name = "DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pin_dir: Option<PathBuf>,
+
+    /// cgroup v2 whose sockets the connection counter watches: a path under
+    /// the cgroup2 mount (or relative to it), created if missing, with kmsd
+    /// moved into it [default: kmsd's own cgroup].
+    #[arg(long, value_name = "PATH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<PathBuf>,
+
+    /// Where the block and allow tables are saved, so blocks survive a reboot;
+    /// `none` turns saving off [default: /var/lib/kms-edge/state.json].
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_file: Option<PathBuf>,
+
+    /// Source prefix that is never counted or blocked (the allow list);
+    /// repeat for several.
+    #[arg(long, value_name = "CIDR")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<IpNet>,
+
+    /// The enforcer's limits (config file: a `[limits]` table).
+    #[command(flatten)]
+    #[serde(default, skip_serializing_if = "LimitOptions::is_empty")]
+    pub limits: LimitOptions,
 
     /// How often the XDP counters are logged at debug level, in seconds [default: 10].
     #[arg(long, value_name = "SECS")]
@@ -190,7 +219,18 @@ fn merge(file: &toml::Table, cli: &ServeOptions) -> anyhow::Result<ServeOptions>
     let toml::Value::Table(flags) = toml::Value::try_from(cli)? else {
         bail!("options do not serialize to a table");
     };
-    merged.extend(flags);
+    for (key, value) in flags {
+        // Tables (`[limits]`) merge key by key, so one flag does not drop
+        // the rest of the file's table.
+        match (merged.get_mut(&key), value) {
+            (Some(toml::Value::Table(file_table)), toml::Value::Table(flag_table)) => {
+                file_table.extend(flag_table)
+            }
+            (_, value) => {
+                merged.insert(key, value);
+            }
+        }
+    }
     let mut options = ServeOptions::deserialize(toml::Value::Table(merged))?;
     options.config = cli.config.clone();
     Ok(options)
@@ -216,6 +256,12 @@ pub struct XdpSettings {
     pub interfaces: Vec<String>,
     pub mode: XdpModeChoice,
     pub pin_dir: PathBuf,
+    /// `None`: the daemon's own cgroup.
+    pub cgroup: Option<PathBuf>,
+    /// `None`: not saved.
+    pub state_file: Option<PathBuf>,
+    pub allow: Vec<IpNet>,
+    pub limits: LimitOptions,
 }
 
 impl Settings {
@@ -232,7 +278,15 @@ impl Settings {
             interfaces: o.xdp_iface,
             mode: o.xdp_mode.unwrap_or_default(),
             pin_dir: o.pin_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_PIN_DIR)),
+            cgroup: o.cgroup,
+            state_file: state_file(o.state_file),
+            allow: o.allow,
+            limits: o.limits,
         });
+        if let Some(xdp) = &xdp {
+            // Validate now, so a bad limit fails the start before anything loads.
+            xdp.limits.apply(&Limits::default())?;
+        }
         let stats_interval = Duration::from_secs(o.stats_interval.unwrap_or(10).max(1));
         let policy = PolicySettings {
             epid: EpidOptions {
@@ -280,6 +334,15 @@ impl Settings {
             policy,
             btfn: o.btfn.unwrap_or(true),
         })
+    }
+}
+
+/// `none` turns the state file off.
+pub fn state_file(option: Option<PathBuf>) -> Option<PathBuf> {
+    match option {
+        Some(path) if path.as_os_str() == "none" => None,
+        Some(path) => Some(path),
+        None => Some(PathBuf::from(DEFAULT_STATE_FILE)),
     }
 }
 

@@ -12,6 +12,7 @@ use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::TcpStream,
 };
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::{
@@ -45,6 +46,8 @@ enum End {
     Timeout,
     #[error("server shutting down")]
     Shutdown,
+    #[error("source blocked: connection reset (flush)")]
+    Flushed,
     #[error("closed after the response (disconnect-after-response)")]
     AfterResponse,
     #[error("protocol error: {0}")]
@@ -58,6 +61,7 @@ pub async fn serve(
     peer: SocketAddr,
     shared: Arc<Shared>,
     mut shutdown: Shutdown,
+    kill: CancellationToken,
 ) {
     let local_port = stream.local_addr().map_or(0, |a| a.port());
     let group = shared
@@ -98,6 +102,7 @@ pub async fn serve(
         debug_assert!(buf.len() < MAX_FRAG);
         let read = tokio::select! {
             _ = shutdown.wait() => break End::Shutdown,
+            _ = kill.cancelled() => break End::Flushed,
             read = tokio::time::timeout(shared.timeout, stream.read_buf(&mut buf)) => read,
         };
         match read {
@@ -108,6 +113,13 @@ pub async fn serve(
         }
     };
     debug!(%peer, requests, end = %end, "connection closed");
+    if matches!(end, End::Flushed) {
+        // A reset, as pf's state kill: the socket leaves at once instead of
+        // lingering in FIN_WAIT towards a source whose packets XDP drops,
+        // and the kernel's count for the source goes down with it.
+        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+        return;
+    }
     let _ = stream.shutdown().await;
 }
 

@@ -21,3 +21,4 @@ pub mod policy;
 pub mod rpc;
 pub mod serve;
 pub mod shutdown;
+pub mod tracker;

@@ -12,6 +12,7 @@ use tracing::{debug, info, warn};
 use crate::{
     connection::{self, Shared},
     shutdown::Shutdown,
+    tracker::Tracker,
 };
 
 const BACKLOG: i32 = 1024;
@@ -40,6 +41,7 @@ pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 pub async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
+    tracker: Arc<Tracker>,
     slots: Option<Arc<Semaphore>>,
     mut shutdown: Shutdown,
 ) {
@@ -59,6 +61,11 @@ pub async fn accept_loop(
                 continue;
             }
         };
+        let Some(admission) = tracker.admit(peer.ip()) else {
+            debug!(%peer, "source is blocked; connection reset");
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(std::time::Duration::ZERO));
+            continue;
+        };
         let permit = match &slots {
             None => None,
             Some(slots) => match slots.clone().try_acquire_owned() {
@@ -72,8 +79,8 @@ pub async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let (shared, shutdown) = (shared.clone(), shutdown.clone());
         connections.spawn(async move {
-            connection::serve(stream, peer, shared, shutdown).await;
-            drop(permit);
+            connection::serve(stream, peer, shared, shutdown, admission.kill.clone()).await;
+            drop((permit, admission));
         });
     }
     while connections.join_next().await.is_some() {}

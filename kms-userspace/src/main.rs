@@ -28,8 +28,17 @@ enum Command {
     Client(client::ClientArgs),
     /// The product catalogue: names, SKU ids, KMS ids, GVLKs.
     Products(ops::products::ProductsArgs),
-    /// Show attached interfaces, maps and packet counters (works without the daemon).
+    /// Show attached interfaces, maps, limits and counters (works without the daemon).
     Status(ops::status::StatusArgs),
+    /// The block table (pf's <virusprot>): show, expire, flush, delete, add.
+    #[command(subcommand)]
+    Blocked(ops::blocked::BlockedCommand),
+    /// The allow list: sources never counted or blocked.
+    #[command(subcommand)]
+    Allow(ops::allow::AllowCommand),
+    /// Show or change max-src-conn, max-src-conn-rate and the rest, live.
+    #[command(subcommand)]
+    Limits(ops::limits::LimitsCommand),
     /// Manage the XDP attachment.
     #[command(subcommand)]
     Xdp(ops::xdp::XdpCommand),
@@ -46,6 +55,9 @@ fn main() -> ExitCode {
         Command::Client(args) => client::run(args),
         Command::Products(args) => ops::products::run(&args),
         Command::Status(args) => ops::status::run(&args),
+        Command::Blocked(command) => ops::blocked::run(&command),
+        Command::Allow(command) => ops::allow::run(&command),
+        Command::Limits(command) => ops::limits::run(&command),
         Command::Xdp(command) => ops::xdp::run(&command),
     };
     match result {

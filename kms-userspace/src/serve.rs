@@ -8,19 +8,22 @@ use tracing::{debug, info, warn};
 
 use std::sync::{Arc, atomic::AtomicU32};
 
+use aya::maps::RingBuf;
+use kms_common::names;
 use rand::Rng as _;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::{
     activation::KmsService,
     catalog::catalog,
     config::{ServeOptions, Settings},
     connection::Shared,
-    edge::{self, loader::Edge, stats::StatsReader},
+    edge::{self, stats::StatsReader, tables::Tables},
     listener, netdev,
     policy::Policy,
     rpc::{bind::Offer, session::RpcOptions},
     shutdown,
+    tracker::Tracker,
 };
 
 /// How long in-flight work may take once shutdown has begun.
@@ -37,22 +40,28 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let shared = Arc::new(kms_service(&settings)?);
+    // The connection counter watches the cgroup the listening sockets are
+    // created in, so the daemon enters its cgroup before binding.
+    let cgroup = match &settings.xdp {
+        Some(xdp) => Some(edge::cgroup::resolve(xdp.cgroup.as_deref())?),
+        None => None,
+    };
     let listeners = settings
         .listen
         .iter()
         .map(|&addr| listener::bind(addr))
         .collect::<anyhow::Result<Vec<_>>>()?;
 
-    let edge = match &settings.xdp {
-        Some(xdp) => {
+    let edge = match (&settings.xdp, &cgroup) {
+        (Some(xdp), Some(cgroup)) => {
             let interfaces = if xdp.interfaces.is_empty() {
                 vec![netdev::default_route_interface()?]
             } else {
                 xdp.interfaces.clone()
             };
-            Some(edge::loader::start(xdp, &interfaces)?)
+            Some(edge::loader::start(xdp, cgroup, &interfaces)?)
         }
-        None => {
+        _ => {
             info!("XDP disabled (--no-xdp): serving without the in-kernel enforcer");
             None
         }
@@ -60,21 +69,52 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
     let (trigger, shutdown) = shutdown::channel();
     let mut tasks = tokio::task::JoinSet::new();
+    let guard = match &edge {
+        Some(edge) => Some(Tables::open_pinned(&edge.pin_dir)?),
+        None => None,
+    };
+    let tracker = Arc::new(Tracker::new(guard));
     let slots = settings.max_clients.map(|n| Arc::new(Semaphore::new(n)));
     for listener in listeners {
         tasks.spawn(listener::accept_loop(
             listener,
             shared.clone(),
+            tracker.clone(),
             slots.clone(),
             shutdown.clone(),
         ));
     }
-    if let Some(edge) = edge {
+    // Holding the object keeps the programs' descriptors open while we serve.
+    let mut _ebpf = None;
+    if let Some(mut edge) = edge {
+        let changed = Arc::new(Notify::new());
+        let ring = edge
+            .ebpf
+            .take_map(names::EVENTS_MAP)
+            .context("the BPF object has no event ring")?;
+        tasks.spawn(edge::events::run(
+            RingBuf::try_from(ring)?,
+            tracker.clone(),
+            changed.clone(),
+            shutdown.clone(),
+        ));
+        let state_file = settings.xdp.as_ref().and_then(|x| x.state_file.clone());
+        tasks.spawn(edge::upkeep::run(
+            edge.tables,
+            state_file,
+            changed,
+            shutdown.clone(),
+        ));
+        let stats = edge
+            .ebpf
+            .take_map(names::STATS_MAP)
+            .context("the BPF object has no counter map")?;
         tasks.spawn(log_counters(
-            edge,
+            StatsReader::from_map(stats)?,
             settings.stats_interval,
             shutdown.clone(),
         ));
+        _ebpf = Some(edge.ebpf);
     }
 
     let signal = shutdown::signalled()
@@ -116,25 +156,15 @@ fn kms_service(settings: &Settings) -> anyhow::Result<Shared> {
     })
 }
 
-/// Logs the XDP counters at debug level until shutdown. Holding `edge` here
-/// also keeps the loaded object alive for as long as the daemon serves.
-async fn log_counters(mut edge: Edge, every: Duration, mut shutdown: shutdown::Shutdown) {
-    let reader = match edge
-        .ebpf
-        .take_map(kms_common::names::STATS_MAP)
-        .map(StatsReader::from_map)
-    {
-        Some(Ok(reader)) => reader,
-        Some(Err(e)) => return warn!(error = %format!("{e:#}"), "cannot read XDP counters"),
-        None => return warn!("the BPF object has no counter map"),
-    };
+/// Logs the BPF counters at debug level until shutdown.
+async fn log_counters(reader: StatsReader, every: Duration, mut shutdown: shutdown::Shutdown) {
     let mut ticker = tokio::time::interval(every);
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,
             _ = ticker.tick() => match reader.read() {
-                Ok(counters) => debug!(counters = %edge::stats::format_line(&counters), "XDP counters"),
-                Err(e) => warn!(error = %format!("{e:#}"), "reading XDP counters failed"),
+                Ok(counters) => debug!(counters = %edge::stats::format_line(&counters), "BPF counters"),
+                Err(e) => warn!(error = %format!("{e:#}"), "reading BPF counters failed"),
             },
         }
     }

@@ -6,9 +6,10 @@
 
 pub mod netns;
 pub mod process;
+pub mod tcp;
 pub mod testbed;
 
-pub use netns::{Bpffs, Netns, in_netns};
+pub use netns::{Bpffs, Netns, TestCgroup, in_netns};
 pub use process::Kmsd;
 pub use testbed::{CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6, Testbed};
 

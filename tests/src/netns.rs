@@ -105,3 +105,41 @@ impl Drop for Bpffs {
         let _ = std::fs::remove_dir(&self.dir);
     }
 }
+
+/// A cgroup v2 of its own for one test's kmsd (the connection counter
+/// watches it), removed on drop once its processes are gone.
+pub struct TestCgroup {
+    pub path: PathBuf,
+}
+
+impl TestCgroup {
+    /// A path for a fresh cgroup under the cgroup2 mount; kmsd creates it
+    /// (`--cgroup`) and moves itself in.
+    pub fn new(name: &str) -> anyhow::Result<Self> {
+        let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+        let mount = info
+            .lines()
+            .find_map(|line| {
+                let (left, right) = line.split_once(" - ")?;
+                (right.split_whitespace().next()? == "cgroup2")
+                    .then(|| left.split_whitespace().nth(4).map(PathBuf::from))?
+            })
+            // kmsd mounts one here when the host has none.
+            .unwrap_or_else(|| PathBuf::from("/run/kms-edge/cgroup2"));
+        Ok(TestCgroup {
+            path: mount.join(format!("kms-edge-test-{name}")),
+        })
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        // The last process leaves a moment after it is reaped.
+        for _ in 0..50 {
+            if !self.path.exists() || std::fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}

@@ -102,6 +102,14 @@ impl Kmsd {
         self.wait_exit(timeout)
     }
 
+    /// SIGKILL: the daemon gets no chance to clean up.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        let mut child = self.child.take().context("kmsd already stopped")?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
     /// Waits (bounded) for kmsd to exit by itself.
     pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
         let child = self.child.as_mut().context("kmsd already stopped")?;

@@ -20,7 +20,7 @@ use anyhow::Context as _;
 use aya::maps::{Map, MapData, PerCpuArray};
 use kms_common::{Stat, names};
 
-use crate::{Bpffs, Kmsd, Netns, in_netns, ip, unique_name};
+use crate::{Bpffs, Kmsd, Netns, TestCgroup, in_netns, ip, unique_name};
 
 pub const SERVER_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -31,6 +31,7 @@ pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
 /// namespaces go away.
 pub struct Testbed {
     pub kmsd: Option<Kmsd>,
+    pub cgroup: TestCgroup,
     pub bpffs: Bpffs,
     pub client: Netns,
     pub server: Netns,
@@ -46,6 +47,7 @@ impl Testbed {
         let server = Netns::new(format!("kms-edge-test-{id}-s"))?;
         let client = Netns::new(format!("kms-edge-test-{id}-c"))?;
         let bpffs = Bpffs::new(&id)?;
+        let cgroup = TestCgroup::new(&id)?;
         let server_if = format!("ke{id}s");
         let client_if = format!("ke{id}c");
         ip(&[
@@ -72,6 +74,7 @@ impl Testbed {
         }
         Ok(Testbed {
             kmsd: None,
+            cgroup,
             bpffs,
             client,
             server,
@@ -85,16 +88,76 @@ impl Testbed {
         self.bpffs.dir.join("v1")
     }
 
-    /// Starts `kmsd serve` in the server namespace with this testbed's pin
-    /// directory, then `extra` arguments; waits until its listeners are bound.
+    pub fn state_file(&self) -> PathBuf {
+        self.workdir.0.join("state.json")
+    }
+
+    /// The arguments that keep a kmsd to this testbed's own state: pin
+    /// directory, cgroup and state file.
+    pub fn own_state_args(&self) -> Vec<String> {
+        [
+            ("--pin-dir", self.pin_dir()),
+            ("--cgroup", self.cgroup.path.clone()),
+            ("--state-file", self.state_file()),
+        ]
+        .into_iter()
+        .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
+        .collect()
+    }
+
+    /// Starts `kmsd serve` in the server namespace with this testbed's own
+    /// state, then `extra` arguments; waits until its listeners are bound.
     pub fn start_kmsd(&mut self, extra: &[&str]) -> anyhow::Result<&mut Kmsd> {
-        let pin_dir = self.pin_dir();
-        let mut args = vec!["--pin-dir", pin_dir.to_str().context("utf-8 path")?];
+        let own = self.own_state_args();
+        let mut args: Vec<&str> = own.iter().map(String::as_str).collect();
         args.extend_from_slice(extra);
         let log = self.workdir.0.join(format!("kmsd-{}.log", unique_name("")));
         let mut kmsd = Kmsd::serve(&self.server, &args, log)?;
         kmsd.wait_for_log("KMS listener bound", Duration::from_secs(10))?;
         Ok(self.kmsd.insert(kmsd))
+    }
+
+    /// Runs an operator command (`kmsd blocked show`, ...) on this testbed's
+    /// pins (and state file, for the verbs that change something).
+    pub fn op_output(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        let mut cmd = std::process::Command::new(crate::process::kmsd_bin());
+        cmd.args(args).arg("--pin-dir").arg(self.pin_dir());
+        let changes = matches!(
+            args,
+            ["blocked", "expire" | "flush" | "delete" | "add", ..]
+                | ["allow", "add" | "delete", ..]
+        );
+        if changes {
+            cmd.arg("--state-file").arg(self.state_file());
+        }
+        Ok(cmd.output()?)
+    }
+
+    /// [`Self::op_output`], failing unless it succeeds; returns stdout.
+    pub fn op(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = self.op_output(args)?;
+        anyhow::ensure!(
+            out.status.success(),
+            "kmsd {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
+    /// `kmsd blocked show --json`, as (source, reason) pairs and the full rows.
+    pub fn blocked(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        let text = self.op(&["blocked", "show", "--json"])?;
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    /// The sources in the block table.
+    pub fn blocked_sources(&self) -> anyhow::Result<Vec<String>> {
+        Ok(self
+            .blocked()?
+            .iter()
+            .map(|row| row["source"].as_str().unwrap_or_default().to_string())
+            .collect())
     }
 
     pub fn kmsd(&mut self) -> &mut Kmsd {

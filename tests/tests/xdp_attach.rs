@@ -17,6 +17,11 @@ fn listen_args() -> Vec<String> {
         format!("[{SERVER_V6}]:{PORT}"),
         "--stats-interval".into(),
         "1".into(),
+        // These tests are about attaching; the limits have tests of their own.
+        "--max-src-conn".into(),
+        "0".into(),
+        "--max-src-conn-rate".into(),
+        "off".into(),
     ]
 }
 
@@ -62,7 +67,7 @@ fn xdp_counts_every_syn_and_drops_nothing() -> anyhow::Result<()> {
 
     // The counters are logged at debug level while serving.
     bed.kmsd()
-        .wait_for_log("XDP counters", Duration::from_secs(5))?;
+        .wait_for_log("BPF counters", Duration::from_secs(5))?;
     let status = bed.kmsd().stop(Duration::from_secs(10))?;
     assert!(
         exited_cleanly(status),
@@ -114,20 +119,18 @@ fn native_only_mode_fails_clearly_when_refused() -> anyhow::Result<()> {
         .exec(&["link", "set", &bed.client_if, "mtu", "9000"])?;
     let iface = bed.server_if.clone();
     let log = bed.workdir.0.join("native-only.log");
-    let mut kmsd = tests::Kmsd::serve(
-        &bed.server,
-        &[
-            "--pin-dir",
-            bed.pin_dir().to_str().unwrap(),
-            "--listen",
-            &format!("{SERVER_V4}:{PORT}"),
-            "--xdp-iface",
-            &iface,
-            "--xdp-mode",
-            "native",
-        ],
-        log,
-    )?;
+    let own = bed.own_state_args();
+    let listen = format!("{SERVER_V4}:{PORT}");
+    let mut args: Vec<&str> = own.iter().map(String::as_str).collect();
+    args.extend([
+        "--listen",
+        &listen,
+        "--xdp-iface",
+        &iface,
+        "--xdp-mode",
+        "native",
+    ]);
+    let mut kmsd = tests::Kmsd::serve(&bed.server, &args, log)?;
     let status = kmsd.wait_exit(Duration::from_secs(10))?;
     assert!(!status.success());
     let text = kmsd.log_text();
@@ -165,7 +168,14 @@ fn a_restarted_daemon_adopts_the_pinned_link_and_keeps_the_counters() -> anyhow:
     let mut bed = Testbed::new()?;
     let iface = bed.server_if.clone();
     let listen = format!("{SERVER_V4}:{PORT}");
-    let args = ["--listen", listen.as_str(), "--xdp-iface", iface.as_str()];
+    let args = [
+        "--listen",
+        listen.as_str(),
+        "--xdp-iface",
+        iface.as_str(),
+        "--max-src-conn-rate",
+        "off",
+    ];
     bed.start_kmsd(&args)?;
     bed.kmsd()
         .wait_for_log("XDP attached", Duration::from_secs(10))?;

@@ -4,7 +4,8 @@
 //! A daemon that finds a pinned link for its interface swaps its freshly loaded
 //! program into that link atomically (`bpf_link_update`), so enforcement never
 //! lapses across restarts and the pinned maps keep their contents. The daemon
-//! never detaches on its own: `kmsd xdp detach` does.
+//! never detaches on its own: `kmsd xdp detach` does. The sock_ops link is
+//! pinned as `sockops-<cgroup id>` and adopted the same way.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +13,7 @@ use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
     programs::{
-        Xdp, XdpMode,
+        CgroupAttachMode, SockOps, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
         xdp::XdpLink,
     },
@@ -21,15 +22,22 @@ use kms_common::names;
 use tracing::{info, warn};
 
 use super::{
-    BPF_OBJECT,
+    BPF_OBJECT, cgroup,
+    limits::Limits,
+    link,
     pins::{self, AttachMode, LinkPin},
+    state,
+    tables::Tables,
 };
 use crate::config::{XdpModeChoice, XdpSettings};
 
 /// The loaded object and what it is attached to.
 pub struct Edge {
     pub ebpf: Ebpf,
+    pub tables: Tables,
+    pub limits: Limits,
     pub pin_dir: PathBuf,
+    pub cgroup: PathBuf,
     pub attachments: Vec<Attachment>,
 }
 
@@ -41,14 +49,30 @@ pub struct Attachment {
     pub adopted: bool,
 }
 
-/// Loads the object with its maps pinned in `settings.pin_dir` and attaches
-/// the XDP program to every configured interface.
-pub fn start(settings: &XdpSettings, interfaces: &[String]) -> anyhow::Result<Edge> {
+/// Loads the object with its maps pinned in `settings.pin_dir`, writes the
+/// limits, restores the state file, attaches the connection counter to
+/// `cgroup` and the XDP program to every configured interface.
+pub fn start(settings: &XdpSettings, cgroup: &Path, interfaces: &[String]) -> anyhow::Result<Edge> {
     pins::prepare(&settings.pin_dir)?;
     let mut ebpf = EbpfLoader::new()
         .default_map_pin_directory(&settings.pin_dir)
         .load(BPF_OBJECT)
         .context("loading the BPF object")?;
+
+    // Configuration first: a restarted daemon's programs must see the limits
+    // from their first packet on.
+    let mut tables = Tables::from_loaded(&mut ebpf)?;
+    let limits = configure(&mut tables, settings)?;
+
+    let sock_ops: &mut SockOps = ebpf
+        .program_mut(names::SOCK_OPS_PROGRAM)
+        .ok_or_else(|| anyhow!("the BPF object has no program {}", names::SOCK_OPS_PROGRAM))?
+        .try_into()?;
+    sock_ops
+        .load()
+        .context("the kernel rejected the sock_ops program")?;
+    attach_sock_ops(sock_ops, &settings.pin_dir, cgroup)?;
+
     let program: &mut Xdp = ebpf
         .program_mut(names::XDP_PROGRAM)
         .ok_or_else(|| anyhow!("the BPF object has no program {}", names::XDP_PROGRAM))?
@@ -70,11 +94,87 @@ pub fn start(settings: &XdpSettings, interfaces: &[String]) -> anyhow::Result<Ed
             pinned,
         )?);
     }
+    info!(
+        interfaces = %attachments.iter().map(|a| format!("{}:{}", a.iface, a.mode.as_str())).collect::<Vec<_>>().join(","),
+        pin_dir = %settings.pin_dir.display(),
+        "edge enforcer ready"
+    );
     Ok(Edge {
         ebpf,
+        tables,
+        limits,
         pin_dir: settings.pin_dir.clone(),
+        cgroup: cgroup.to_path_buf(),
         attachments,
     })
+}
+
+/// Writes the effective limits (the pinned ones, with whatever the daemon's
+/// options set on top), the allow list, and restores the state file.
+fn configure(tables: &mut Tables, settings: &XdpSettings) -> anyhow::Result<Limits> {
+    let pinned = Limits::from_config(&tables.config()?);
+    let base = pinned.clone().unwrap_or_default();
+    let limits = settings.limits.apply(&base)?;
+    if pinned.as_ref() != Some(&limits) {
+        tables.set_config(&limits.to_config())?;
+    }
+    if let Some(old) = &pinned
+        && old.ipv6_prefix != limits.ipv6_prefix
+    {
+        let forgotten = tables.clear_sources()?;
+        info!(forgotten, "IPv6 prefix changed: per-source counts restart");
+    }
+    info!(limits = %limits.summary(), kept = pinned.is_some(), "enforcer limits");
+    for net in &settings.allow {
+        tables.allow(*net)?;
+    }
+    if let Some(path) = &settings.state_file
+        && let Some(saved) = state::load(path)?
+    {
+        let restored = state::restore(tables, &saved, limits.block_lifetime)?;
+        info!(restored, file = %path.display(), "block table restored from the state file");
+    }
+    Ok(limits)
+}
+
+/// Attaches the connection counter to `cgroup`, or swaps the new program into
+/// the link a previous daemon pinned for the same cgroup.
+fn attach_sock_ops(program: &mut SockOps, pin_dir: &Path, cgroup: &Path) -> anyhow::Result<()> {
+    let cgroup_id = cgroup::id(cgroup)?;
+    let path = pins::sock_ops_pin_path(pin_dir, cgroup_id);
+    for stale in pins::sock_ops_pins(pin_dir)? {
+        if stale != path {
+            info!(pin = %stale.display(), "removing the connection counter of another cgroup");
+            std::fs::remove_file(&stale)
+                .with_context(|| format!("removing {}", stale.display()))?;
+        }
+    }
+    if path.exists() {
+        match link::update_pinned(&path, program.fd()?) {
+            Ok(()) => {
+                info!(cgroup = %cgroup.display(), "adopted the pinned sock_ops link");
+                return Ok(());
+            }
+            Err(e) => {
+                warn!(error = %e, "pinned sock_ops link is stale; attaching afresh");
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("removing {}", path.display()))?;
+            }
+        }
+    }
+    let file = std::fs::File::open(cgroup)
+        .with_context(|| format!("opening cgroup {}", cgroup.display()))?;
+    // A cgroup bpf_link takes no flags (the kernel refuses them) and always
+    // coexists with other programs on the cgroup.
+    let id = program
+        .attach(file, CgroupAttachMode::Single)
+        .with_context(|| format!("attaching sock_ops to cgroup {}", cgroup.display()))?;
+    let link = FdLink::try_from(program.take_link(id)?)
+        .map_err(|_| anyhow!("the kernel has no bpf_link for cgroups (needs 5.7+)"))?;
+    link.pin(&path)
+        .with_context(|| format!("pinning the sock_ops link at {}", path.display()))?;
+    info!(cgroup = %cgroup.display(), "connection counter attached");
+    Ok(())
 }
 
 fn attach_one(

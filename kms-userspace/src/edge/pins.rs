@@ -49,6 +49,23 @@ pub fn link_pin_path(dir: &Path, iface: &str, mode: AttachMode) -> PathBuf {
     dir.join(format!("xdp-{}-{iface}", mode.as_str()))
 }
 
+pub fn sock_ops_pin_path(dir: &Path, cgroup_id: u64) -> PathBuf {
+    dir.join(format!("sockops-{cgroup_id}"))
+}
+
+/// Every pinned sock_ops link in `dir`.
+pub fn sock_ops_pins(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut pins = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with("sockops-") {
+            pins.push(entry.path());
+        }
+    }
+    pins.sort();
+    Ok(pins)
+}
+
 /// Every pinned XDP link in `dir`.
 pub fn link_pins(dir: &Path) -> io::Result<Vec<LinkPin>> {
     let mut pins = Vec::new();

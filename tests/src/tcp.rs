@@ -1,0 +1,184 @@
+//! TCP helpers for enforcement tests: connections from a chosen source
+//! address inside a namespace, checks for "reset or closed" versus "still
+//! open", and raw SYNs that never complete a handshake.
+
+use std::{
+    io::{ErrorKind, Read as _},
+    net::{IpAddr, SocketAddr, TcpStream},
+    time::Duration,
+};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use crate::{Netns, in_netns};
+
+/// How a connection attempt ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Connect {
+    Established,
+    /// Nothing answered: what a SYN dropped by XDP looks like.
+    TimedOut,
+    /// A RST answered (nothing listening).
+    Refused,
+    /// The handshake completed and the server reset the connection before
+    /// the connect call returned.
+    Reset,
+}
+
+fn connect_socket(
+    src: Option<IpAddr>,
+    dst: SocketAddr,
+    timeout: Duration,
+) -> std::io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(dst), Type::STREAM, Some(Protocol::TCP))?;
+    if let Some(src) = src {
+        socket.bind(&SockAddr::from(SocketAddr::new(src, 0)))?;
+    }
+    socket.connect_timeout(&SockAddr::from(dst), timeout)?;
+    Ok(socket.into())
+}
+
+/// Opens `n` connections from `src` (or the default source) to `dst` inside
+/// `ns`, each within `timeout`; returns the established ones and how the
+/// others failed.
+pub fn open(
+    ns: &Netns,
+    src: Option<IpAddr>,
+    dst: SocketAddr,
+    n: usize,
+    timeout: Duration,
+) -> anyhow::Result<(Vec<TcpStream>, Vec<Connect>)> {
+    in_netns(ns, move || {
+        let mut open = Vec::new();
+        let mut failed = Vec::new();
+        for _ in 0..n {
+            match connect_socket(src, dst, timeout) {
+                Ok(stream) => open.push(stream),
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => failed.push(Connect::Refused),
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => failed.push(Connect::Reset),
+                Err(e) if e.kind() == ErrorKind::TimedOut || e.kind() == ErrorKind::WouldBlock => {
+                    failed.push(Connect::TimedOut)
+                }
+                Err(e) => panic!("connect {dst}: {e}"),
+            }
+        }
+        (open, failed)
+    })
+}
+
+/// One connection attempt.
+pub fn attempt(
+    ns: &Netns,
+    src: Option<IpAddr>,
+    dst: SocketAddr,
+    timeout: Duration,
+) -> anyhow::Result<Connect> {
+    let (open, failed) = open(ns, src, dst, 1, timeout)?;
+    Ok(match failed.into_iter().next() {
+        Some(how) => how,
+        None => {
+            drop(open);
+            Connect::Established
+        }
+    })
+}
+
+/// Opens one connection that the server is expected to reset (the one that
+/// trips a limit); true if it was reset (at connect or within `wait`).
+pub fn reset_within(
+    ns: &Netns,
+    src: Option<IpAddr>,
+    dst: SocketAddr,
+    wait: Duration,
+) -> anyhow::Result<bool> {
+    let (mut open, failed) = open(ns, src, dst, 1, wait)?;
+    Ok(match open.first_mut() {
+        Some(stream) => closed_within(stream, wait),
+        None => failed == [Connect::Reset],
+    })
+}
+
+/// Whether the peer closed or reset `stream` within `wait` (false: it is
+/// still open and silent).
+pub fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
+    stream.set_read_timeout(Some(wait)).expect("set timeout");
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+    }
+}
+
+/// Sends `count` bare TCP SYNs from each of `sources` to `dst` through a raw
+/// socket in `ns`: handshakes that are never completed.
+pub fn raw_syns(
+    ns: &Netns,
+    sources: Vec<std::net::Ipv4Addr>,
+    dst: std::net::SocketAddrV4,
+    count: u16,
+) -> anyhow::Result<()> {
+    in_netns(ns, move || -> anyhow::Result<()> {
+        let socket = Socket::new(
+            Domain::IPV4,
+            Type::RAW,
+            Some(Protocol::from(libc::IPPROTO_RAW)),
+        )?;
+        for src in &sources {
+            for i in 0..count {
+                let packet =
+                    syn_packet(*src, *dst.ip(), 40000 + i, dst.port(), u32::from(i) * 7919);
+                socket.send_to(&packet, &SockAddr::from(SocketAddr::V4(dst)))?;
+            }
+        }
+        Ok(())
+    })?
+}
+
+fn checksum(data: &[u8], initial: u32) -> u16 {
+    let mut sum = initial;
+    for chunk in data.chunks(2) {
+        let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
+        sum += u32::from(word);
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An IPv4 + TCP SYN packet (IP_HDRINCL form).
+fn syn_packet(
+    src: std::net::Ipv4Addr,
+    dst: std::net::Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    seq: u32,
+) -> Vec<u8> {
+    let mut tcp = vec![0u8; 20];
+    tcp[0..2].copy_from_slice(&sport.to_be_bytes());
+    tcp[2..4].copy_from_slice(&dport.to_be_bytes());
+    tcp[4..8].copy_from_slice(&seq.to_be_bytes());
+    tcp[12] = 5 << 4;
+    tcp[13] = 0x02; // SYN
+    tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    let mut pseudo = Vec::with_capacity(12 + 20);
+    pseudo.extend_from_slice(&src.octets());
+    pseudo.extend_from_slice(&dst.octets());
+    pseudo.extend_from_slice(&[0, 6, 0, 20]);
+    pseudo.extend_from_slice(&tcp);
+    let sum = checksum(&pseudo, 0);
+    tcp[16..18].copy_from_slice(&sum.to_be_bytes());
+
+    let mut ip = vec![0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&40u16.to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 6;
+    ip[12..16].copy_from_slice(&src.octets());
+    ip[16..20].copy_from_slice(&dst.octets());
+    let sum = checksum(&ip, 0);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    ip.extend_from_slice(&tcp);
+    ip
+}
