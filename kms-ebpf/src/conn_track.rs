@@ -34,6 +34,8 @@ use crate::{
 };
 
 const AF_INET: u32 = 2;
+/// What map updates return (negated) when BPF_NOEXIST finds the key.
+const EEXIST: i32 = -17;
 const AF_INET6: u32 = 10;
 /// pf's PF_THRESHOLD_MULT: the rate estimator counts in thousandths.
 const THRESHOLD_MULT: u64 = 1000;
@@ -231,7 +233,7 @@ fn overload(config: &Config, key: SourceKey, reason: Reason, conns: u32, rate_co
     match inserted {
         Ok(()) => {}
         // Already blocked: connections still in flight when it tripped.
-        Err(e) if e == -17 => return,
+        Err(EEXIST) => return,
         Err(_) => {
             count(Stat::BlockedFull);
             return;

@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve KMS on TCP 1688 with the XDP enforcer attached.
-    Serve(config::ServeOptions),
+    Serve(Box<config::ServeOptions>),
     /// Activate against a KMS server like a real client and verify the answer
     /// (or, with --concurrency/--duration, generate load).
     Client(client::ClientArgs),
@@ -51,7 +51,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let result = match cli.command {
-        Command::Serve(options) => serve::run(options),
+        Command::Serve(options) => serve::run(*options),
         Command::Client(args) => client::run(args),
         Command::Products(args) => ops::products::run(&args),
         Command::Status(args) => ops::status::run(&args),

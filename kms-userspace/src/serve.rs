@@ -94,6 +94,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             .context("the BPF object has no event ring")?;
         tasks.spawn(edge::events::run(
             RingBuf::try_from(ring)?,
+            Tables::open_pinned(&edge.pin_dir)?,
             tracker.clone(),
             changed.clone(),
             shutdown.clone(),

@@ -83,6 +83,12 @@ pub fn attempt(
     })
 }
 
+/// A plain listener bound inside `ns` (another service on the edge node).
+/// Connections wait in its accept queue, established, until it is dropped.
+pub fn listen(ns: &Netns, addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    Ok(in_netns(ns, move || std::net::TcpListener::bind(addr))??)
+}
+
 /// Opens one connection that the server is expected to reset (the one that
 /// trips a limit); true if it was reset (at connect or within `wait`).
 pub fn reset_within(
@@ -181,4 +187,69 @@ fn syn_packet(
     ip[10..12].copy_from_slice(&sum.to_be_bytes());
     ip.extend_from_slice(&tcp);
     ip
+}
+
+/// An Ethernet frame carrying a TCP SYN from `src` to `dst`, tagged with
+/// each of `vlans` in turn (802.1ad outer tag first when there are two).
+pub fn tagged_syn(
+    vlans: &[u16],
+    src: std::net::Ipv4Addr,
+    dst: std::net::SocketAddrV4,
+    seq: u32,
+) -> Vec<u8> {
+    let mut frame = vec![0xff; 6]; // broadcast: XDP sees every frame
+    frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x01]);
+    for (i, vlan) in vlans.iter().enumerate() {
+        let tpid: u16 = if i == 0 && vlans.len() > 1 {
+            0x88a8
+        } else {
+            0x8100
+        };
+        frame.extend_from_slice(&tpid.to_be_bytes());
+        frame.extend_from_slice(&vlan.to_be_bytes());
+    }
+    frame.extend_from_slice(&0x0800u16.to_be_bytes());
+    frame.extend_from_slice(&syn_packet(src, *dst.ip(), 41000, dst.port(), seq));
+    frame
+}
+
+/// Sends raw Ethernet frames out of `iface` in `ns` (AF_PACKET).
+pub fn send_frames(ns: &Netns, iface: &str, frames: Vec<Vec<u8>>) -> anyhow::Result<()> {
+    let iface = std::ffi::CString::new(iface)?;
+    in_netns(ns, move || -> anyhow::Result<()> {
+        // SAFETY: plain socket/bind/send calls with valid, initialised arguments.
+        unsafe {
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+            anyhow::ensure!(
+                fd >= 0,
+                "AF_PACKET socket: {}",
+                std::io::Error::last_os_error()
+            );
+            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+            addr.sll_family = libc::AF_PACKET as u16;
+            addr.sll_ifindex = libc::if_nametoindex(iface.as_ptr()) as i32;
+            let bound = libc::bind(
+                fd,
+                (&raw const addr).cast(),
+                size_of::<libc::sockaddr_ll>() as u32,
+            );
+            let mut result = Ok(());
+            if bound != 0 {
+                result = Err(anyhow::anyhow!(
+                    "bind AF_PACKET: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            for frame in &frames {
+                if result.is_err() {
+                    break;
+                }
+                if libc::send(fd, frame.as_ptr().cast(), frame.len(), 0) < 0 {
+                    result = Err(anyhow::anyhow!("send: {}", std::io::Error::last_os_error()));
+                }
+            }
+            libc::close(fd);
+            result
+        }
+    })?
 }

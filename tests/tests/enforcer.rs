@@ -104,6 +104,11 @@ fn the_sixth_established_connection_trips_max_src_conn_and_everything_from_the_s
     let other = IpAddr::V4(OTHER_V4);
 
     let (mut bystander, _) = tcp::open(&bed.client, Some(other), v4(), 1, DROPPED_AFTER)?;
+    // The source also talks to another service on the node: `flush global`
+    // (the default) kills that connection too.
+    let other_service = SocketAddr::new(IpAddr::V4(SERVER_V4), 2222);
+    let _listener = tcp::listen(&bed.server, other_service)?;
+    let (mut elsewhere, _) = tcp::open(&bed.client, Some(client), other_service, 1, DROPPED_AFTER)?;
     let (mut five, failed) = tcp::open(&bed.client, Some(client), v4(), 5, DROPPED_AFTER)?;
     assert!(
         failed.is_empty(),
@@ -124,6 +129,10 @@ fn the_sixth_established_connection_trips_max_src_conn_and_everything_from_the_s
             "every connection of the source is reset"
         );
     }
+    assert!(
+        closed_within(&mut elsewhere[0], FLUSH_BOUND),
+        "flush global resets the source's other connections"
+    );
     assert_eq!(
         reason_of(&bed, "198.18.0.2/32").as_deref(),
         Some("max-src-conn")
@@ -151,6 +160,56 @@ fn the_sixth_established_connection_trips_max_src_conn_and_everything_from_the_s
     assert_eq!(rows[0]["conns_at_trip"], 6);
     assert!(rows[0]["packets_dropped"].as_u64().unwrap() > 0);
     assert!(rows[0]["bytes_dropped"].as_u64().unwrap() > 0);
+    Ok(())
+}
+
+#[test]
+fn service_scopes_leave_the_sources_other_connections_alone() -> anyhow::Result<()> {
+    let mut bed = Testbed::new()?;
+    start(
+        &mut bed,
+        &[
+            "--max-src-conn",
+            "2",
+            "--max-src-conn-rate",
+            "off",
+            "--drop-scope",
+            "service",
+            "--flush-scope",
+            "service",
+        ],
+    )?;
+    let client = IpAddr::V4(CLIENT_V4);
+    let other_service = SocketAddr::new(IpAddr::V4(SERVER_V4), 2222);
+    let _listener = tcp::listen(&bed.server, other_service)?;
+    let (mut elsewhere, _) = tcp::open(&bed.client, Some(client), other_service, 1, DROPPED_AFTER)?;
+    let (mut two, _) = tcp::open(&bed.client, Some(client), v4(), 2, DROPPED_AFTER)?;
+    assert!(tcp::reset_within(
+        &bed.client,
+        Some(client),
+        v4(),
+        FLUSH_BOUND
+    )?);
+    for stream in &mut two {
+        assert!(
+            closed_within(stream, FLUSH_BOUND),
+            "service connections are flushed"
+        );
+    }
+    assert!(
+        !closed_within(&mut elsewhere[0], Duration::from_millis(200)),
+        "flush (not global) leaves other services' connections"
+    );
+    assert_eq!(
+        attempt(&bed, client, v4())?,
+        Connect::TimedOut,
+        "the service port is dropped"
+    );
+    assert_eq!(
+        attempt(&bed, client, other_service)?,
+        Connect::Established,
+        "other ports pass with --drop-scope service"
+    );
     Ok(())
 }
 
@@ -376,6 +435,14 @@ fn operator_verbs_add_delete_flush_expire_take_effect_on_traffic() -> anyhow::Re
     assert!(out.contains("1/1 entries expired"), "{out}");
     assert_eq!(attempt(&bed, c4, v4())?, Connect::Established);
 
+    // The daemon expires entries past the lifetime by itself.
+    bed.op(&["limits", "set", "--block-lifetime", "1"])?;
+    bed.op(&["blocked", "add", "198.18.0.2"])?;
+    bed.kmsd()
+        .wait_for_log("block expired", Duration::from_secs(5))?;
+    assert!(bed.blocked_sources()?.is_empty());
+    assert_eq!(attempt(&bed, c4, v4())?, Connect::Established);
+
     // Mistakes are one clear line and a non-zero exit.
     for (args, says) in [
         (
@@ -528,5 +595,44 @@ fn a_killed_daemon_leaves_enforcement_in_place_and_a_new_one_adopts_it() -> anyh
     assert_eq!(restored[0]["source"], before[0]["source"]);
     assert_eq!(added(&restored[0]), added(&before[0]));
     assert_eq!(attempt(&bed, client, v4())?, Connect::TimedOut);
+    Ok(())
+}
+
+#[test]
+fn vlan_tagged_traffic_is_parsed_and_enforced() -> anyhow::Result<()> {
+    // This kernel has no 802.1Q devices, so the client writes tagged frames
+    // itself (one tag, and two as QinQ); XDP parses them before any VLAN
+    // handling would.
+    let mut bed = Testbed::new()?;
+    start(
+        &mut bed,
+        &["--max-src-conn", "0", "--max-src-conn-rate", "off"],
+    )?;
+    let blocked = Ipv4Addr::new(198, 18, 10, 2);
+    let free = Ipv4Addr::new(198, 18, 10, 3);
+    let dst = SocketAddrV4::new(Ipv4Addr::new(198, 18, 10, 1), PORT);
+    bed.op(&["blocked", "add", "198.18.10.2"])?;
+
+    let before = bed.counters()?;
+    let mut frames = Vec::new();
+    for seq in 0..10 {
+        frames.push(tcp::tagged_syn(&[10], blocked, dst, seq));
+        frames.push(tcp::tagged_syn(&[100, 10], blocked, dst, seq));
+        frames.push(tcp::tagged_syn(&[10], free, dst, seq));
+        frames.push(tcp::tagged_syn(&[100, 10], free, dst, seq));
+    }
+    let client_if = bed.client_if.clone();
+    tcp::send_frames(&bed.client, &client_if, frames)?;
+    sleep(Duration::from_millis(200));
+    let after = bed.counters()?;
+    let delta = |stat: Stat| after[&stat] - before[&stat];
+    assert_eq!(
+        delta(Stat::DroppedManual),
+        20,
+        "every tagged frame from the blocked source"
+    );
+    assert!(delta(Stat::TcpSyn) >= 40, "all 40 parsed down to TCP");
+    assert!(delta(Stat::Ipv4) >= 40);
+    assert_eq!(bed.blocked()?[0]["packets_dropped"], 20);
     Ok(())
 }

@@ -206,3 +206,91 @@ fn a_restarted_daemon_adopts_the_pinned_link_and_keeps_the_counters() -> anyhow:
     assert!(bed.pin_dir().join(format!("xdp-native-{iface}")).exists());
     Ok(())
 }
+
+#[test]
+fn several_interfaces_each_get_their_best_mode() -> anyhow::Result<()> {
+    let mut bed = Testbed::new()?;
+    // A second veth pair whose peer MTU refuses native mode.
+    let (second_s, second_c) = (format!("{}2", bed.server_if), format!("{}2", bed.client_if));
+    tests::ip(&[
+        "link",
+        "add",
+        &second_s,
+        "netns",
+        &bed.server.name,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &second_c,
+        "netns",
+        &bed.client.name,
+    ])?;
+    bed.client
+        .exec(&["link", "set", &second_c, "mtu", "9000"])?;
+    for (ns, iface, addr) in [
+        (&bed.server, &second_s, "198.18.1.1/24"),
+        (&bed.client, &second_c, "198.18.1.2/24"),
+    ] {
+        ns.exec(&["addr", "add", addr, "dev", iface])?;
+        ns.exec(&["link", "set", iface, "up"])?;
+    }
+    let first = bed.server_if.clone();
+    let mut args = listen_args();
+    args.extend([
+        "--listen".into(),
+        format!("198.18.1.1:{PORT}"),
+        "--xdp-iface".into(),
+        first.clone(),
+        "--xdp-iface".into(),
+        second_s.clone(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    bed.start_kmsd(&args)?;
+    bed.kmsd()
+        .wait_for_log("edge enforcer ready", Duration::from_secs(10))?;
+    assert!(bed.pin_dir().join(format!("xdp-native-{first}")).exists());
+    assert!(bed.pin_dir().join(format!("xdp-skb-{second_s}")).exists());
+    let status = bed.op(&["status"])?;
+    assert!(
+        status.contains(&format!("xdp        {first} (native mode")),
+        "{status}"
+    );
+    assert!(
+        status.contains(&format!("xdp        {second_s} (skb mode")),
+        "{status}"
+    );
+
+    let before = bed.counters()?[&Stat::TcpSyn];
+    let via_first = bed.connect_from_client(server_addr(IpAddr::V4(SERVER_V4), PORT), 5)?;
+    let via_second = bed.connect_from_client("198.18.1.1:1688".parse()?, 5)?;
+    assert_eq!((via_first, via_second), (5, 5));
+    assert!(
+        bed.counters()?[&Stat::TcpSyn] >= before + 10,
+        "both interfaces are watched"
+    );
+    Ok(())
+}
+
+#[test]
+fn an_interface_that_takes_no_mode_is_a_clear_error() -> anyhow::Result<()> {
+    let mut bed = Testbed::new()?;
+    let mut args = listen_args();
+    args.extend(["--xdp-iface".into(), "kmsnosuchif0".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let own = bed.own_state_args();
+    let mut full: Vec<&str> = own.iter().map(String::as_str).collect();
+    full.extend(args);
+    let log = bed.workdir.0.join("no-such-iface.log");
+    let mut kmsd = tests::Kmsd::serve(&bed.server, &full, log)?;
+    let status = kmsd.wait_exit(Duration::from_secs(10))?;
+    assert!(!status.success());
+    let text = kmsd.log_text();
+    assert!(
+        text.contains("cannot attach XDP to kmsnosuchif0: native mode:")
+            && text.contains("SKB mode:"),
+        "{text}"
+    );
+    bed.kmsd = None;
+    Ok(())
+}

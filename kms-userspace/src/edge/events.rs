@@ -10,11 +10,17 @@ use kms_common::enforce::{OverloadEvent, Reason, is_mapped_v4};
 use tokio::{io::unix::AsyncFd, sync::Notify};
 use tracing::{info, warn};
 
+use super::{
+    limits::{FlushScope, Limits},
+    sock_destroy::{self, Selector},
+    tables::Tables,
+};
 use crate::{shutdown::Shutdown, tracker::Tracker};
 
 /// Reads events until shutdown.
 pub async fn run(
     ring: RingBuf<MapData>,
+    tables: Tables,
     tracker: Arc<Tracker>,
     changed: Arc<Notify>,
     mut shutdown: Shutdown,
@@ -38,7 +44,7 @@ pub async fn run(
         let events = ready.get_inner_mut();
         while let Some(item) = events.next() {
             match decode(&item) {
-                Some(event) => handle(&event, &tracker),
+                Some(event) => handle(&event, &tables, &tracker),
                 None => warn!(len = item.len(), "malformed overload event ignored"),
             }
         }
@@ -66,7 +72,7 @@ pub fn event_net(event: &OverloadEvent) -> Option<IpNet> {
     }
 }
 
-fn handle(event: &OverloadEvent, tracker: &Tracker) {
+fn handle(event: &OverloadEvent, tables: &Tables, tracker: &Tracker) {
     let Some(net) = event_net(event) else {
         return warn!("overload event with a bad prefix ignored");
     };
@@ -77,7 +83,26 @@ fn handle(event: &OverloadEvent, tracker: &Tracker) {
         return;
     }
     let closed = tracker.flush(net);
-    warn!(source = %net, reason, conns = event.conns, rate, closed, "source blocked; its connections were reset");
+    // The daemon's own connections are reset above; the kernel aborts the
+    // rest: those still in the accept queue and, with `flush global`, the
+    // source's connections to any other service on this host.
+    let limits = tables.config().ok().and_then(|c| Limits::from_config(&c));
+    let ports = limits.as_ref().map(|l| l.service_ports.clone());
+    let local_ports = match limits.as_ref().map(|l| l.flush_scope) {
+        Some(FlushScope::Service) => ports.as_deref(),
+        _ => None,
+    };
+    let aborted = match sock_destroy::destroy(&Selector {
+        source: net,
+        local_ports,
+    }) {
+        Ok(n) => n,
+        Err(e) => {
+            warn!(error = %e, "aborting the source's other sockets failed (kernel without CONFIG_INET_DIAG_DESTROY?)");
+            0
+        }
+    };
+    warn!(source = %net, reason, conns = event.conns, rate, closed, aborted, "source blocked; its connections were reset");
 }
 
 #[cfg(test)]

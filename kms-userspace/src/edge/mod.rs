@@ -8,6 +8,7 @@ pub mod limits;
 pub mod link;
 pub mod loader;
 pub mod pins;
+pub mod sock_destroy;
 pub mod state;
 pub mod stats;
 pub mod tables;

@@ -82,7 +82,7 @@ pub fn snapshot(tables: &Tables) -> anyhow::Result<StateFile> {
         .iter()
         .map(|(net, entry)| BlockedRecord::new(*net, entry))
         .collect();
-    blocked.sort_by(|a, b| a.net.cmp(&b.net));
+    blocked.sort_by_key(|r| r.net);
     let mut allowed = tables.allowed()?;
     allowed.sort();
     Ok(StateFile {

@@ -92,14 +92,11 @@ impl Tables {
     }
 
     pub fn config(&self) -> anyhow::Result<Config> {
-        Ok(self.config.get(&0, 0).context("reading KMS_CONFIG")?)
+        self.config.get(&0, 0).context("reading KMS_CONFIG")
     }
 
     pub fn set_config(&mut self, config: &Config) -> anyhow::Result<()> {
-        Ok(self
-            .config
-            .set(0, config, 0)
-            .context("writing KMS_CONFIG")?)
+        self.config.set(0, config, 0).context("writing KMS_CONFIG")
     }
 
     /// Every block entry, v4 first.
