@@ -16,6 +16,8 @@ pub use stats::Stat;
 pub mod names {
     /// The XDP program attached to every edge interface.
     pub const XDP_PROGRAM: &str = "kms_xdp";
+    /// A bare XDP_DROP, the benchmark's baseline; never attached by the daemon.
+    pub const BASELINE_PROGRAM: &str = "kms_baseline_drop";
     /// The sock_ops program that counts established connections per source.
     pub const SOCK_OPS_PROGRAM: &str = "kms_sock_ops";
     /// Per-CPU packet counters indexed by [`crate::Stat`].

@@ -8,6 +8,7 @@
 #![allow(internal_features)]
 
 mod atomic;
+mod baseline;
 mod conn_track;
 mod maps;
 mod parse;

@@ -5,6 +5,7 @@
 //! nothing behind, and unique names let tests run in parallel.
 
 pub mod netns;
+pub mod packet;
 pub mod process;
 pub mod tcp;
 pub mod testbed;

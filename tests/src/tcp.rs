@@ -10,7 +10,7 @@ use std::{
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use crate::{Netns, in_netns};
+use crate::{Netns, in_netns, packet};
 
 /// How a connection attempt ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -132,61 +132,14 @@ pub fn raw_syns(
         )?;
         for src in &sources {
             for i in 0..count {
+                let seq = u32::from(i) * 7919;
                 let packet =
-                    syn_packet(*src, *dst.ip(), 40000 + i, dst.port(), u32::from(i) * 7919);
+                    packet::ipv4_tcp(*src, *dst.ip(), 40000 + i, dst.port(), packet::SYN, seq);
                 socket.send_to(&packet, &SockAddr::from(SocketAddr::V4(dst)))?;
             }
         }
         Ok(())
     })?
-}
-
-fn checksum(data: &[u8], initial: u32) -> u16 {
-    let mut sum = initial;
-    for chunk in data.chunks(2) {
-        let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
-        sum += u32::from(word);
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// An IPv4 + TCP SYN packet (IP_HDRINCL form).
-fn syn_packet(
-    src: std::net::Ipv4Addr,
-    dst: std::net::Ipv4Addr,
-    sport: u16,
-    dport: u16,
-    seq: u32,
-) -> Vec<u8> {
-    let mut tcp = vec![0u8; 20];
-    tcp[0..2].copy_from_slice(&sport.to_be_bytes());
-    tcp[2..4].copy_from_slice(&dport.to_be_bytes());
-    tcp[4..8].copy_from_slice(&seq.to_be_bytes());
-    tcp[12] = 5 << 4;
-    tcp[13] = 0x02; // SYN
-    tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
-    let mut pseudo = Vec::with_capacity(12 + 20);
-    pseudo.extend_from_slice(&src.octets());
-    pseudo.extend_from_slice(&dst.octets());
-    pseudo.extend_from_slice(&[0, 6, 0, 20]);
-    pseudo.extend_from_slice(&tcp);
-    let sum = checksum(&pseudo, 0);
-    tcp[16..18].copy_from_slice(&sum.to_be_bytes());
-
-    let mut ip = vec![0u8; 20];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&40u16.to_be_bytes());
-    ip[8] = 64;
-    ip[9] = 6;
-    ip[12..16].copy_from_slice(&src.octets());
-    ip[16..20].copy_from_slice(&dst.octets());
-    let sum = checksum(&ip, 0);
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    ip.extend_from_slice(&tcp);
-    ip
 }
 
 /// An Ethernet frame carrying a TCP SYN from `src` to `dst`, tagged with
@@ -197,20 +150,8 @@ pub fn tagged_syn(
     dst: std::net::SocketAddrV4,
     seq: u32,
 ) -> Vec<u8> {
-    let mut frame = vec![0xff; 6]; // broadcast: XDP sees every frame
-    frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x01]);
-    for (i, vlan) in vlans.iter().enumerate() {
-        let tpid: u16 = if i == 0 && vlans.len() > 1 {
-            0x88a8
-        } else {
-            0x8100
-        };
-        frame.extend_from_slice(&tpid.to_be_bytes());
-        frame.extend_from_slice(&vlan.to_be_bytes());
-    }
-    frame.extend_from_slice(&0x0800u16.to_be_bytes());
-    frame.extend_from_slice(&syn_packet(src, *dst.ip(), 41000, dst.port(), seq));
-    frame
+    let ip = packet::ipv4_tcp(src, *dst.ip(), 41000, dst.port(), packet::SYN, seq);
+    packet::ethernet(packet::BROADCAST, vlans, 0x0800, &ip)
 }
 
 /// Sends raw Ethernet frames out of `iface` in `ns` (AF_PACKET).
