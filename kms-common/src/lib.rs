@@ -18,6 +18,8 @@ pub mod names {
     pub const XDP_PROGRAM: &str = "kms_xdp";
     /// A bare XDP_DROP, the benchmark's baseline; never attached by the daemon.
     pub const BASELINE_PROGRAM: &str = "kms_baseline_drop";
+    /// Returns XDP_TX: the benchmark's frame generator (live-frames test runs).
+    pub const BENCH_TX_PROGRAM: &str = "kms_bench_tx";
     /// The sock_ops program that counts established connections per source.
     pub const SOCK_OPS_PROGRAM: &str = "kms_sock_ops";
     /// Per-CPU packet counters indexed by [`crate::Stat`].

@@ -21,7 +21,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{TestRun, TestRunOptions, Xdp, XdpMode},
+    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
 };
 use ipnet::IpNet;
 use kms_common::{
@@ -248,12 +248,6 @@ fn ip_json(ns: &Netns, iface: &str) -> anyhow::Result<Value> {
     Ok(v[0].clone())
 }
 
-fn tx_dropped(ns: &Netns, iface: &str) -> anyhow::Result<u64> {
-    Ok(ip_json(ns, iface)?["stats64"]["tx"]["dropped"]
-        .as_u64()
-        .unwrap_or(0))
-}
-
 fn mac_of(ns: &Netns, iface: &str) -> anyhow::Result<[u8; 6]> {
     let text = ip_json(ns, iface)?["address"]
         .as_str()
@@ -385,8 +379,83 @@ fn flood_sources() -> Vec<Ipv4Addr> {
         .collect()
 }
 
+/// How the flood is generated.
+#[derive(Clone, Copy)]
+enum Generator {
+    /// BPF_PROG_TEST_RUN live frames with XDP_TX on the client end: frames
+    /// reach the server end as XDP frames, as from a NIC.
+    XdpFrames,
+    /// AF_PACKET sockets: frames reach the server end as socket buffers.
+    Sockets,
+}
+
+impl Generator {
+    fn name(self) -> &'static str {
+        match self {
+            Generator::XdpFrames => "XDP frames (live TEST_RUN, XDP_TX)",
+            Generator::Sockets => "socket buffers (AF_PACKET)",
+        }
+    }
+}
+
+/// What drops the flood on the server end.
+#[derive(Clone, Copy)]
+enum Filter {
+    Kms,
+    Bare,
+    Nft,
+}
+
+impl Filter {
+    fn name(self) -> &'static str {
+        match self {
+            Filter::Kms => "kms_xdp (native)",
+            Filter::Bare => "bare XDP_DROP (native)",
+            Filter::Nft => "nftables set drop (prerouting)",
+        }
+    }
+}
+
+/// Turns GRO on for a veth end, which gives it a NAPI receive queue even
+/// without an XDP program (so XDP frames can be sent to it, as to a NIC).
+fn enable_gro(ns: &Netns, iface: &str) -> anyhow::Result<()> {
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    const ETHTOOL_SGRO: u32 = 0x2c;
+    #[repr(C)]
+    struct EthtoolValue {
+        cmd: u32,
+        data: u32,
+    }
+    let name = iface.to_string();
+    inside(ns, move || -> anyhow::Result<()> {
+        let mut value = EthtoolValue {
+            cmd: ETHTOOL_SGRO,
+            data: 1,
+        };
+        // SAFETY: a zeroed ifreq with the name and a pointer to `value`, both
+        // alive for the ioctl; the socket is closed right after.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+            let mut req: libc::ifreq = std::mem::zeroed();
+            for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
+                *dst = src as libc::c_char;
+            }
+            req.ifr_ifru.ifru_data = (&raw mut value).cast();
+            let rc = libc::ioctl(fd, SIOCETHTOOL, &raw mut req);
+            libc::close(fd);
+            anyhow::ensure!(
+                rc == 0,
+                "ETHTOOL_SGRO on {name}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(())
+    })?
+}
+
 fn flood_table(seconds: u64) -> anyhow::Result<Vec<Value>> {
     let p = pair()?;
+    enable_gro(&p.server, &p.server_if)?;
     let mac = mac_of(&p.server, &p.server_if)?;
     let frames: Vec<Vec<u8>> = flood_sources()
         .iter()
@@ -405,97 +474,179 @@ fn flood_table(seconds: u64) -> anyhow::Result<Vec<Value>> {
             )
         })
         .collect();
+    // The generator program, loaded once.
+    let gen_fs = Bpffs::new(&unique_name("bgen"))?;
+    let mut gen_ebpf = load(&gen_fs)?;
+    let tx: &mut Xdp = gen_ebpf
+        .program_mut(names::BENCH_TX_PROGRAM)
+        .context("no generator program")?
+        .try_into()?;
+    tx.load()?;
+    let client_ifindex = inside(&p.client, || {
+        let name = std::ffi::CString::new(p.client_if.as_str()).expect("name");
+        // SAFETY: a NUL-terminated name.
+        unsafe { libc::if_nametoindex(name.as_ptr()) }
+    })?;
+
     let mut rows = Vec::new();
-
-    // kms_xdp with the flood's sources in its block table.
-    {
-        let bpffs = Bpffs::new(&unique_name("bflood"))?;
-        let mut ebpf = load(&bpffs)?;
-        let mut tables = Tables::from_loaded(&mut ebpf)?;
-        tables.set_config(&Limits::default().to_config())?;
-        for src in flood_sources() {
-            tables.block(IpNet::new(IpAddr::V4(src), 32)?, &blocked_entry())?;
+    for generator in [Generator::XdpFrames, Generator::Sockets] {
+        for filter in [Filter::Kms, Filter::Bare, Filter::Nft] {
+            let generate = |p: &Pair| -> anyhow::Result<u64> {
+                match generator {
+                    Generator::XdpFrames => {
+                        live_flood(&p.client, tx, client_ifindex, &frames, seconds)
+                    }
+                    Generator::Sockets => flood(&p.client, &p.client_if, &frames, seconds),
+                }
+            };
+            let row = run_filter(&p, filter, seconds, generate)?;
+            let mut row = row;
+            row["generator"] = json!(generator.name());
+            eprintln!("{row}");
+            rows.push(row);
         }
-        let stats = StatsReader::open_pinned(&bpffs.dir)?;
-        let program: &mut Xdp = ebpf
-            .program_mut(names::XDP_PROGRAM)
-            .context("no program")?
-            .try_into()?;
-        program.load()?;
-        let iface = p.server_if.clone();
-        let link = inside(&p.server, || program.attach(&iface, XdpMode::Driver))??;
-        let dropped_before = count(&stats, Stat::Dropped)?;
-        let lost_before = tx_dropped(&p.client, &p.client_if)?;
-        let sent = flood(&p.client, &p.client_if, &frames, seconds)?;
-        let dropped = count(&stats, Stat::Dropped)? - dropped_before;
-        let lost = tx_dropped(&p.client, &p.client_if)? - lost_before;
-        program.detach(link)?;
-        rows.push(flood_row("kms_xdp (native)", seconds, sent, dropped, lost));
-    }
-
-    // A bare XDP_DROP: the floor.
-    {
-        let bpffs = Bpffs::new(&unique_name("bflood"))?;
-        let mut ebpf = load(&bpffs)?;
-        let program: &mut Xdp = ebpf
-            .program_mut(names::BASELINE_PROGRAM)
-            .context("no baseline program")?
-            .try_into()?;
-        program.load()?;
-        let iface = p.server_if.clone();
-        let link = inside(&p.server, || program.attach(&iface, XdpMode::Driver))??;
-        let lost_before = tx_dropped(&p.client, &p.client_if)?;
-        let sent = flood(&p.client, &p.client_if, &frames, seconds)?;
-        let lost = tx_dropped(&p.client, &p.client_if)? - lost_before;
-        program.detach(link)?;
-        rows.push(flood_row(
-            "bare XDP_DROP (native)",
-            seconds,
-            sent,
-            sent - lost,
-            lost,
-        ));
-    }
-
-    // nftables: the same set dropped at prerouting, no XDP.
-    {
-        let elements: Vec<String> = flood_sources().iter().map(Ipv4Addr::to_string).collect();
-        nft(&p.server, "add table ip kmsbench")?;
-        nft(&p.server, "add set ip kmsbench blocked { type ipv4_addr; }")?;
-        nft(
-            &p.server,
-            &format!(
-                "add element ip kmsbench blocked {{ {} }}",
-                elements.join(", ")
-            ),
-        )?;
-        nft(
-            &p.server,
-            "add chain ip kmsbench pre { type filter hook prerouting priority -300; }",
-        )?;
-        nft(
-            &p.server,
-            "add rule ip kmsbench pre ip saddr @blocked counter drop",
-        )?;
-        let lost_before = tx_dropped(&p.client, &p.client_if)?;
-        let sent = flood(&p.client, &p.client_if, &frames, seconds)?;
-        let lost = tx_dropped(&p.client, &p.client_if)? - lost_before;
-        let listing = nft(&p.server, "list chain ip kmsbench pre")?;
-        let dropped = listing
-            .split("counter packets ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse::<u64>().ok())
-            .context("reading the nft counter")?;
-        rows.push(flood_row(
-            "nftables set drop (prerouting)",
-            seconds,
-            sent,
-            dropped,
-            lost,
-        ));
     }
     Ok(rows)
+}
+
+fn rx_stats(ns: &Netns, iface: &str) -> anyhow::Result<(u64, u64)> {
+    let v = ip_json(ns, iface)?;
+    let rx = &v["stats64"]["rx"];
+    Ok((
+        rx["packets"].as_u64().unwrap_or(0),
+        rx["dropped"].as_u64().unwrap_or(0),
+    ))
+}
+
+/// One flood against one filter; the drop count comes from the filter's own
+/// counter (the per-CPU array for both XDP programs, the rule's for nft).
+fn run_filter(
+    p: &Pair,
+    filter: Filter,
+    seconds: u64,
+    generate: impl Fn(&Pair) -> anyhow::Result<u64>,
+) -> anyhow::Result<Value> {
+    let (rx_before, _) = rx_stats(&p.server, &p.server_if)?;
+    let (sent, dropped) = match filter {
+        Filter::Kms | Filter::Bare => {
+            let bpffs = Bpffs::new(&unique_name("bflood"))?;
+            let mut ebpf = load(&bpffs)?;
+            // The tables hold the map descriptors the program is loaded
+            // against, so they live until the run is over.
+            let mut tables = Tables::from_loaded(&mut ebpf)?;
+            let name = if matches!(filter, Filter::Kms) {
+                tables.set_config(&Limits::default().to_config())?;
+                for src in flood_sources() {
+                    tables.block(IpNet::new(IpAddr::V4(src), 32)?, &blocked_entry())?;
+                }
+                names::XDP_PROGRAM
+            } else {
+                names::BASELINE_PROGRAM
+            };
+            let stats = StatsReader::open_pinned(&bpffs.dir)?;
+            let program: &mut Xdp = ebpf.program_mut(name).context("no program")?.try_into()?;
+            program.load()?;
+            let iface = p.server_if.clone();
+            let link = inside(&p.server, || program.attach(&iface, XdpMode::Driver))??;
+            let before = count(&stats, Stat::Dropped)?;
+            let sent = generate(p)?;
+            let counted = count(&stats, Stat::Dropped)? - before;
+            program.detach(link)?;
+            drop(tables);
+            (sent, counted)
+        }
+        Filter::Nft => {
+            let elements: Vec<String> = flood_sources().iter().map(Ipv4Addr::to_string).collect();
+            nft(&p.server, "add table ip kmsbench")?;
+            nft(&p.server, "add set ip kmsbench blocked { type ipv4_addr; }")?;
+            nft(
+                &p.server,
+                &format!(
+                    "add element ip kmsbench blocked {{ {} }}",
+                    elements.join(", ")
+                ),
+            )?;
+            nft(
+                &p.server,
+                "add chain ip kmsbench pre { type filter hook prerouting priority -300; }",
+            )?;
+            nft(
+                &p.server,
+                "add rule ip kmsbench pre ip saddr @blocked counter drop",
+            )?;
+            let sent = generate(p)?;
+            let listing = nft(&p.server, "list chain ip kmsbench pre")?;
+            nft(&p.server, "delete table ip kmsbench")?;
+            let dropped = listing
+                .split("counter packets ")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse::<u64>().ok())
+                .context("reading the nft counter")?;
+            (sent, dropped)
+        }
+    };
+    let (rx_after, _) = rx_stats(&p.server, &p.server_if)?;
+    Ok(json!({
+        "variant": filter.name(),
+        "frames_sent": sent,
+        "sent_pps": sent as f64 / seconds as f64,
+        "dropped_by_filter": dropped,
+        "drop_pps": dropped as f64 / seconds as f64,
+        "server_rx_packets": rx_after - rx_before,
+    }))
+}
+
+/// The live-frames generator: every CPU runs the XDP_TX program in
+/// live-frames mode on the client end, a million frames per call, cycling
+/// through `frames` call by call, for `seconds`.
+fn live_flood(
+    ns: &Netns,
+    tx: &Xdp,
+    ifindex: u32,
+    frames: &[Vec<u8>],
+    seconds: u64,
+) -> anyhow::Result<u64> {
+    const PER_CALL: u32 = 1_000_000;
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+    let sent = AtomicU64::new(0);
+    let file = ns.open()?;
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (sent, file) = (&sent, &file);
+                s.spawn(move || -> anyhow::Result<()> {
+                    enter(file)?;
+                    let mut call = t;
+                    // Bounded by time and by a call count far beyond it.
+                    while std::time::Instant::now() < deadline && call < 100_000 {
+                        let frame = &frames[call % frames.len()];
+                        // struct xdp_md: data, data_end, data_meta,
+                        // ingress_ifindex, rx_queue_index, egress_ifindex.
+                        let mut ctx = [0u8; 24];
+                        ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+                        ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+                        let mut opts = TestRunOptions::new();
+                        opts.data_in = Some(frame);
+                        opts.ctx_in = Some(&ctx);
+                        opts.repeat = PER_CALL;
+                        opts.attrs = TestRunAttrs::new().xdp_live_frames(64);
+                        tx.test_run(opts)?;
+                        sent.fetch_add(u64::from(PER_CALL), Ordering::Relaxed);
+                        call += threads;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join()
+                .map_err(|_| anyhow::anyhow!("generator thread panicked"))??;
+        }
+        Ok(())
+    })?;
+    Ok(sent.load(Ordering::Relaxed))
 }
 
 fn count(stats: &StatsReader, stat: Stat) -> anyhow::Result<u64> {
@@ -504,19 +655,6 @@ fn count(stats: &StatsReader, stat: Stat) -> anyhow::Result<u64> {
         .into_iter()
         .find(|(s, _)| *s == stat)
         .map_or(0, |(_, v)| v))
-}
-
-fn flood_row(name: &str, seconds: u64, sent: u64, dropped: u64, lost: u64) -> Value {
-    let row = json!({
-        "variant": name,
-        "frames_sent": sent,
-        "sent_pps": sent as f64 / seconds as f64,
-        "dropped_by_filter": dropped,
-        "drop_pps": dropped as f64 / seconds as f64,
-        "lost_before_filter": lost,
-    });
-    eprintln!("{row}");
-    row
 }
 
 fn markdown(report: &Value) -> String {
@@ -540,24 +678,25 @@ fn markdown(report: &Value) -> String {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    let base = rows
-        .iter()
-        .find(|r| r["variant"].as_str().unwrap_or("").starts_with("bare"))
-        .and_then(|r| r["drop_pps"].as_f64())
-        .unwrap_or(0.0);
-    let nft = rows
-        .iter()
-        .find(|r| r["variant"].as_str().unwrap_or("").starts_with("nftables"))
-        .and_then(|r| r["drop_pps"].as_f64())
-        .unwrap_or(0.0);
     md.push_str(&format!(
-        "\n(b) Flood of 64-byte SYNs from {FLOOD_SOURCES} blocked sources over a veth pair, {} s per variant, generator on the same CPUs.\n\n| variant | sent pps | dropped pps | vs bare XDP_DROP | vs nftables |\n|---|---|---|---|---|\n",
+        "\n(b) Flood of 64-byte SYNs from {FLOOD_SOURCES} blocked sources over a veth pair (server end with GRO on), {} s per run, generator on the same CPUs.\n\n| generator | filter | sent pps | dropped pps | vs bare XDP_DROP | vs nftables |\n|---|---|---|---|---|---|\n",
         report["flood"]["seconds"]
     ));
     for r in &rows {
         let pps = r["drop_pps"].as_f64().unwrap_or(0.0);
+        let same = |prefix: &str| {
+            rows.iter()
+                .find(|o| {
+                    o["generator"] == r["generator"]
+                        && o["variant"].as_str().unwrap_or("").starts_with(prefix)
+                })
+                .and_then(|o| o["drop_pps"].as_f64())
+                .unwrap_or(0.0)
+        };
+        let (base, nft) = (same("bare"), same("nftables"));
         md.push_str(&format!(
-            "| {} | {:.0} | {:.0} | {:.2} | {:.2} |\n",
+            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} |\n",
+            r["generator"].as_str().unwrap_or(""),
             r["variant"].as_str().unwrap_or(""),
             r["sent_pps"].as_f64().unwrap_or(0.0),
             pps,

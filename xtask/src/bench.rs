@@ -170,3 +170,33 @@ fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no preconditions.
     unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
 }
+
+/// `cargo xtask bench xdp`: runs the `xdp` bench of the tests crate (root:
+/// it loads BPF and builds namespaces), installing nftables for the
+/// comparison when `nft` is missing.
+pub fn xdp(flood_seconds: u64, repeat: u32) -> Result<()> {
+    if !Command::new("nft")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        eprintln!("xtask: nft not found; installing the nftables package for the comparison");
+        workspace::run(
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", "nftables"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+        .context("installing nftables (needed for the nftables row)")?;
+    }
+    workspace::run(
+        workspace::cargo()
+            .args(["bench", "-p", "tests", "--bench", "xdp"])
+            .env("KMS_BENCH_FLOOD_SECONDS", flood_seconds.to_string())
+            .env("KMS_BENCH_REPEAT", repeat.to_string()),
+    )?;
+    println!(
+        "written to {}",
+        workspace::root().join("target/bench/xdp.md").display()
+    );
+    Ok(())
+}

@@ -48,6 +48,16 @@ enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         duration: u64,
     },
+    /// The XDP program: ns/packet under BPF_PROG_TEST_RUN, and drop throughput
+    /// on veth against a bare XDP_DROP and an nftables set (needs root).
+    Xdp {
+        /// Seconds per flood run.
+        #[arg(long, default_value_t = 5)]
+        flood_seconds: u64,
+        /// BPF_PROG_TEST_RUN repeats per packet class.
+        #[arg(long, default_value_t = 1_000_000)]
+        repeat: u32,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -75,6 +85,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Kms { duration }) => {
             setup::ensure()?;
             bench::kms(duration)
+        }
+        Command::Bench(BenchCommand::Xdp {
+            flood_seconds,
+            repeat,
+        }) => {
+            setup::ensure()?;
+            bench::xdp(flood_seconds, repeat)
         }
         Command::Test(args) => {
             setup::ensure()?;
