@@ -50,6 +50,9 @@ pub enum Stat {
     SourcesFull = 18,
     /// Trips not recorded because the block table was full.
     BlockedFull = 19,
+    /// Block entries removed by expiry (written by the daemon and by
+    /// `kmsd blocked expire`, not by a BPF program).
+    Expired = 20,
 }
 
 impl Stat {
@@ -58,7 +61,7 @@ impl Stat {
     pub const SLOTS: u32 = 32;
 
     /// Every counter, in index order.
-    pub const ALL: [Stat; 20] = [
+    pub const ALL: [Stat; 21] = [
         Stat::Passed,
         Stat::Dropped,
         Stat::NotIp,
@@ -79,6 +82,7 @@ impl Stat {
         Stat::EventsLost,
         Stat::SourcesFull,
         Stat::BlockedFull,
+        Stat::Expired,
     ];
 
     /// Stable snake_case name, used in logs, metrics and `kmsd status`.
@@ -104,6 +108,7 @@ impl Stat {
             Stat::EventsLost => "events_lost",
             Stat::SourcesFull => "sources_full",
             Stat::BlockedFull => "blocked_full",
+            Stat::Expired => "expired",
         }
     }
 

@@ -39,6 +39,8 @@ pub struct ActivationRecord {
     pub version: Option<Version>,
     pub application: String,
     pub product: String,
+    /// Whether `product` names a catalogue entry (not "unknown <guid>").
+    pub product_known: bool,
     pub kms_id: Option<Uuid>,
     pub cmid: Option<Uuid>,
     pub workstation: String,
@@ -67,6 +69,7 @@ impl KmsService {
             version: None,
             application: String::new(),
             product: String::new(),
+            product_known: false,
             kms_id: None,
             cmid: None,
             workstation: String::new(),
@@ -89,6 +92,8 @@ impl KmsService {
             .application(&base.app_id)
             .map_or_else(|| format!("unknown {}", base.app_id), |a| a.name.clone());
         record.product = self.catalog.product_name(&base.act_id, &base.kms_id);
+        record.product_known =
+            self.catalog.sku(&base.act_id).is_some() || self.catalog.kms_id(&base.kms_id).is_some();
         record.kms_id = Some(base.kms_id);
         record.cmid = Some(base.cmid);
         record.workstation = sanitize(&base.workstation());

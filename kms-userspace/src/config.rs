@@ -16,6 +16,10 @@ use serde::{Deserialize, Serialize};
 use ipnet::IpNet;
 
 use crate::edge::limits::{LimitOptions, Limits};
+use crate::observe::{
+    notify::{NotifySettings, Secret},
+    probes::SourceClasses,
+};
 use crate::policy::{
     DEFAULT_HWID, PolicySettings, Whitelist,
     clients::ListStart,
@@ -27,6 +31,8 @@ use crate::policy::{
 pub const KMS_PORT: u16 = 1688;
 /// Where the BPF maps and links are pinned unless `--pin-dir` says otherwise.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/kms-edge/v1";
+/// Where the notifier's dedup state is kept unless `--notify-state-file` says otherwise.
+pub const DEFAULT_NOTIFY_STATE_FILE: &str = "/var/lib/kms-edge/notify.json";
 /// Where the block and allow tables are saved unless `--state-file` says otherwise.
 pub const DEFAULT_STATE_FILE: &str = "/var/lib/kms-edge/state.json";
 
@@ -95,6 +101,55 @@ pub struct ServeOptions {
     #[arg(long, value_name = "CIDR")]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow: Vec<IpNet>,
+
+    /// Address of the HTTP endpoint (/metrics /healthz /readyz /keys.json)
+    /// [default: 127.0.0.1:9101].
+    #[arg(long, value_name = "ADDR:PORT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<SocketAddr>,
+
+    /// No HTTP endpoint at all.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_metrics: Option<bool>,
+
+    /// Do not serve /keys.json.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_keys_json: Option<bool>,
+
+    /// Blocked sources exported one by one (by packets dropped) [default: 20].
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_top_sources: Option<usize>,
+
+    /// A source class for the probe counter, `NAME=CIDR[,CIDR...]`; repeat for
+    /// several [default: internal_pod=10.10.0.0/16, cluster_node=10.0.20.0/24;
+    /// everything else is `external`].
+    #[arg(long, value_name = "NAME=CIDRS")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probe_class: Vec<String>,
+
+    /// Slack-compatible webhook for activations and new blocks [env: KMS_NOTIFY_URL].
+    #[arg(
+        long,
+        env = "KMS_NOTIFY_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notify_url: Option<Secret>,
+
+    /// Post an activation once per source and product within this many seconds [default: 3600].
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notify_window: Option<u64>,
+
+    /// Where the notification dedup state is kept across restarts; `none`:
+    /// memory only [default: /var/lib/kms-edge/notify.json].
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notify_state_file: Option<PathBuf>,
 
     /// The enforcer's limits (config file: a `[limits]` table).
     #[command(flatten)]
@@ -248,6 +303,17 @@ pub struct Settings {
     pub disconnect_after_response: bool,
     pub policy: PolicySettings,
     pub btfn: bool,
+    pub observe: ObserveSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct ObserveSettings {
+    /// `None`: no HTTP endpoint.
+    pub metrics: Option<SocketAddr>,
+    pub keys_json: bool,
+    pub top_sources: usize,
+    pub probe_classes: SourceClasses,
+    pub notify: Option<NotifySettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -324,7 +390,30 @@ impl Settings {
             },
             check_client_time: o.check_client_time.unwrap_or(false),
         };
+        let observe = ObserveSettings {
+            metrics: (!o.no_metrics.unwrap_or(false)).then(|| {
+                o.metrics
+                    .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::LOCALHOST, 9101)))
+            }),
+            keys_json: !o.no_keys_json.unwrap_or(false),
+            top_sources: o.metrics_top_sources.unwrap_or(20),
+            probe_classes: if o.probe_class.is_empty() {
+                SourceClasses::seed_default()
+            } else {
+                SourceClasses::parse(&o.probe_class).map_err(anyhow::Error::msg)?
+            },
+            notify: o.notify_url.map(|url| NotifySettings {
+                url,
+                window: Duration::from_secs(o.notify_window.unwrap_or(3600)),
+                state_file: match o.notify_state_file {
+                    Some(path) if path.as_os_str() == "none" => None,
+                    Some(path) => Some(path),
+                    None => Some(PathBuf::from(DEFAULT_NOTIFY_STATE_FILE)),
+                },
+            }),
+        };
         Ok(Settings {
+            observe,
             listen,
             xdp,
             stats_interval,

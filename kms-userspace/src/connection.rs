@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 use crate::{
     activation::{ActivationRecord, KmsService},
     kms::hresult,
+    observe::{metrics::Metrics, notify::Notifier, probes::SourceClasses},
     rpc::{
         pdu::{self, MAX_FRAG},
         session::{Action, Call, RpcOptions, SERVER_PDU_TYPES, Session},
@@ -35,6 +36,10 @@ pub struct Shared {
     pub disconnect_after_response: bool,
     /// Association group ids: random base, +1 per connection (as vlmcsd).
     pub assoc_group: std::sync::atomic::AtomicU32,
+    pub metrics: Arc<Metrics>,
+    /// Source classes of the probe counter.
+    pub probe_classes: SourceClasses,
+    pub notifier: Option<Arc<Notifier>>,
 }
 
 /// How a connection ended, for the debug log.
@@ -70,12 +75,18 @@ pub async fn serve(
     let mut session = Session::new(shared.rpc.clone(), group, local_port);
     let mut buf = BytesMut::with_capacity(1024);
     let mut requests = 0u32;
+    // Request PDUs of any kind, answered or faulted: none means a probe.
+    let mut request_pdus = 0u32;
+    shared.metrics.connection_opened();
     let end = loop {
         // Answer every complete PDU already buffered (pipelined input).
         match pdu::frame(&buf, &SERVER_PDU_TYPES) {
             Err(e) => break End::Protocol(e.to_string()),
             Ok(Some(len)) => {
                 let frame = buf.split_to(len);
+                if frame.get(2) == Some(&pdu::ptype::REQUEST) {
+                    request_pdus += 1;
+                }
                 let mut answered_call = false;
                 let action = session.handle(&frame, |call| {
                     answered_call = true;
@@ -112,7 +123,14 @@ pub async fn serve(
             Ok(Err(e)) => break End::Io(e),
         }
     };
-    debug!(%peer, requests, end = %end, "connection closed");
+    shared.metrics.connection_closed();
+    if request_pdus == 0 {
+        let class = shared.probe_classes.classify(peer.ip());
+        shared.metrics.probe(class);
+        debug!(%peer, class, end = %end, "probe: connection closed without an RPC request");
+    } else {
+        debug!(%peer, requests, end = %end, "connection closed");
+    }
     if matches!(end, End::Flushed) {
         // A reset, as pf's state kill: the socket leaves at once instead of
         // lingering in FIN_WAIT towards a source whose packets XDP drops,
@@ -132,8 +150,36 @@ fn activate(shared: &Shared, peer: SocketAddr, call: Call<'_>) -> Result<Vec<u8>
             return Err(hresult::INVALID_DATA);
         }
     };
-    log_activation(peer, &record, call.ndr, started.elapsed());
+    let latency = started.elapsed();
+    log_activation(peer, &record, call.ndr, latency);
+    observe(shared, peer, &record, latency);
     result
+}
+
+/// Metrics for every request; a notification for each successful activation.
+fn observe(shared: &Shared, peer: SocketAddr, r: &ActivationRecord, latency: Duration) {
+    let status = hresult::name(r.hresult);
+    let protocol = r
+        .version
+        .map_or_else(|| "unknown".to_string(), |v| v.major.to_string());
+    shared
+        .metrics
+        .request(&protocol, status, latency.as_secs_f64());
+    if r.version.is_none() {
+        return;
+    }
+    // Label values come from the catalogue, never from what a client sent.
+    let product = if r.product_known {
+        r.product.as_str()
+    } else {
+        "unknown"
+    };
+    shared.metrics.activation(product, status);
+    if r.hresult == hresult::S_OK
+        && let Some(notifier) = &shared.notifier
+    {
+        notifier.activation(peer.ip(), product, &protocol, &r.workstation);
+    }
 }
 
 /// The one structured log line per activation.

@@ -16,6 +16,7 @@ pub mod kms;
 pub mod listener;
 pub mod logging;
 pub mod netdev;
+pub mod observe;
 pub mod ops;
 pub mod policy;
 pub mod rpc;

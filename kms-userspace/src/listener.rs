@@ -1,21 +1,23 @@
-//! The KMS listeners: bound up front (so a bad address fails the start, not a
-//! task later), IPv6 sockets set v6-only so `0.0.0.0:1688` and `[::]:1688`
-//! coexist. Each accepted connection runs in its own task.
+//! The KMS listeners: IPv6 sockets set v6-only so `0.0.0.0:1688` and
+//! `[::]:1688` coexist; a listener that cannot bind yet is retried and shown
+//! in /readyz. Each accepted connection runs in its own task.
 
 use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::{
     connection::{self, Shared},
+    observe::ready::Readiness,
     shutdown::Shutdown,
     tracker::Tracker,
 };
 
 const BACKLOG: i32 = 1024;
+const BIND_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -33,6 +35,40 @@ pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     let listener = TcpListener::from_std(socket.into())?;
     info!(addr = %listener.local_addr()?, "KMS listener bound");
     Ok(listener)
+}
+
+/// Binds `addr` (retrying each second while it fails, e.g. before the address
+/// is configured at boot, with /readyz saying why) and serves it.
+pub async fn serve(
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    tracker: Arc<Tracker>,
+    slots: Option<Arc<Semaphore>>,
+    readiness: Arc<Readiness>,
+    mut shutdown: Shutdown,
+) {
+    let mut last_error = String::new();
+    let listener = loop {
+        match bind(addr) {
+            Ok(listener) => {
+                readiness.listener(addr, Ok(()));
+                break listener;
+            }
+            Err(e) => {
+                let error = format!("{e:#}");
+                if error != last_error {
+                    error!(%addr, error, "cannot bind the KMS listener; retrying every second");
+                    last_error.clone_from(&error);
+                }
+                readiness.listener(addr, Err(error));
+                tokio::select! {
+                    _ = shutdown.wait() => return,
+                    _ = tokio::time::sleep(BIND_RETRY) => {}
+                }
+            }
+        }
+    };
+    accept_loop(listener, shared, tracker, slots, shutdown).await;
 }
 
 /// Accepts until shutdown, then waits for this listener's connections.

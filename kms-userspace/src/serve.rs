@@ -1,5 +1,5 @@
-//! `kmsd serve`: bind the listeners, attach the XDP front door, serve until
-//! SIGTERM/SIGINT.
+//! `kmsd serve`: the HTTP endpoint, the XDP front door and the connection
+//! counter, the KMS listeners; serve until SIGTERM/SIGINT.
 
 use std::time::Duration;
 
@@ -20,6 +20,10 @@ use crate::{
     connection::Shared,
     edge::{self, stats::StatsReader, tables::Tables},
     listener, netdev,
+    observe::{
+        self, bpf::BpfCollector, http::Endpoint, metrics::Metrics, notify::Notifier,
+        ready::Readiness,
+    },
     policy::Policy,
     rpc::{bind::Offer, session::RpcOptions},
     shutdown,
@@ -39,54 +43,68 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let shared = Arc::new(kms_service(&settings)?);
+    let metrics = Arc::new(Metrics::new());
+    let interfaces = match &settings.xdp {
+        Some(xdp) if xdp.interfaces.is_empty() => vec![netdev::default_route_interface()?],
+        Some(xdp) => xdp.interfaces.clone(),
+        None => Vec::new(),
+    };
+    let readiness = Arc::new(Readiness::new(&settings.listen, &interfaces));
+    let (trigger, shutdown) = shutdown::channel();
+    let mut tasks = tokio::task::JoinSet::new();
+
+    // The endpoint first, so /readyz can say what is still missing.
+    if let Some(addr) = settings.observe.metrics {
+        let endpoint = Endpoint {
+            registry: metrics.registry.clone(),
+            readiness: readiness.clone(),
+            keys_json: settings.observe.keys_json,
+        };
+        tasks.spawn(observe::http::bind(addr, endpoint, shutdown.clone()).await?);
+    }
+    let notifier = settings.observe.notify.clone().map(|notify| {
+        let (notifier, delivery) = Notifier::start(notify, metrics.clone(), shutdown.clone());
+        tasks.spawn(delivery);
+        notifier
+    });
+    let shared = Arc::new(kms_service(&settings, metrics.clone(), notifier.clone())?);
+
     // The connection counter watches the cgroup the listening sockets are
     // created in, so the daemon enters its cgroup before binding.
-    let cgroup = match &settings.xdp {
-        Some(xdp) => Some(edge::cgroup::resolve(xdp.cgroup.as_deref())?),
-        None => None,
-    };
-    let listeners = settings
-        .listen
-        .iter()
-        .map(|&addr| listener::bind(addr))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-
-    let edge = match (&settings.xdp, &cgroup) {
-        (Some(xdp), Some(cgroup)) => {
-            let interfaces = if xdp.interfaces.is_empty() {
-                vec![netdev::default_route_interface()?]
-            } else {
-                xdp.interfaces.clone()
-            };
-            Some(edge::loader::start(xdp, cgroup, &interfaces)?)
+    let edge = match &settings.xdp {
+        Some(xdp) => {
+            let cgroup = edge::cgroup::resolve(xdp.cgroup.as_deref())?;
+            Some(edge::loader::start(xdp, &cgroup, &interfaces, &readiness)?)
         }
-        _ => {
+        None => {
             info!("XDP disabled (--no-xdp): serving without the in-kernel enforcer");
             None
         }
     };
-
-    let (trigger, shutdown) = shutdown::channel();
-    let mut tasks = tokio::task::JoinSet::new();
     let guard = match &edge {
         Some(edge) => Some(Tables::open_pinned(&edge.pin_dir)?),
         None => None,
     };
     let tracker = Arc::new(Tracker::new(guard));
     let slots = settings.max_clients.map(|n| Arc::new(Semaphore::new(n)));
-    for listener in listeners {
-        tasks.spawn(listener::accept_loop(
-            listener,
+    for &addr in &settings.listen {
+        tasks.spawn(listener::serve(
+            addr,
             shared.clone(),
             tracker.clone(),
             slots.clone(),
+            readiness.clone(),
             shutdown.clone(),
         ));
     }
-    // Holding the object keeps the programs' descriptors open while we serve.
-    let mut _ebpf = None;
-    if let Some(mut edge) = edge {
+
+    if let (Some(mut edge), Some(xdp)) = (edge, settings.xdp.clone()) {
+        let pin_dir = edge.pin_dir.clone();
+        metrics.registry.register(Box::new(BpfCollector::new(
+            StatsReader::open_pinned(&pin_dir)?,
+            Tables::open_pinned(&pin_dir)?,
+            settings.observe.top_sources,
+        )))?;
         let changed = Arc::new(Notify::new());
         let ring = edge
             .ebpf
@@ -94,28 +112,33 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             .context("the BPF object has no event ring")?;
         tasks.spawn(edge::events::run(
             RingBuf::try_from(ring)?,
-            Tables::open_pinned(&edge.pin_dir)?,
+            Tables::open_pinned(&pin_dir)?,
             tracker.clone(),
+            notifier.clone(),
             changed.clone(),
             shutdown.clone(),
         ));
-        let state_file = settings.xdp.as_ref().and_then(|x| x.state_file.clone());
         tasks.spawn(edge::upkeep::run(
             edge.tables,
-            state_file,
+            StatsReader::open_pinned(&pin_dir)?,
+            xdp.state_file.clone(),
             changed,
             shutdown.clone(),
         ));
-        let stats = edge
-            .ebpf
-            .take_map(names::STATS_MAP)
-            .context("the BPF object has no counter map")?;
         tasks.spawn(log_counters(
-            StatsReader::from_map(stats)?,
+            StatsReader::open_pinned(&pin_dir)?,
             settings.stats_interval,
             shutdown.clone(),
         ));
-        _ebpf = Some(edge.ebpf);
+        // Owns the loaded object (keeping its programs' descriptors open)
+        // and retries interfaces that refused the program.
+        tasks.spawn(edge::loader::keep_attached(
+            edge.ebpf,
+            xdp,
+            edge.pending,
+            readiness.clone(),
+            shutdown.clone(),
+        ));
     }
 
     let signal = shutdown::signalled()
@@ -138,7 +161,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 /// The KMS service and connection settings every connection shares.
-fn kms_service(settings: &Settings) -> anyhow::Result<Shared> {
+fn kms_service(
+    settings: &Settings,
+    metrics: Arc<Metrics>,
+    notifier: Option<Arc<Notifier>>,
+) -> anyhow::Result<Shared> {
     let catalog = catalog();
     let mut rng = rand::rng();
     let policy =
@@ -154,6 +181,9 @@ fn kms_service(settings: &Settings) -> anyhow::Result<Shared> {
         timeout: settings.timeout,
         disconnect_after_response: settings.disconnect_after_response,
         assoc_group: AtomicU32::new(rng.random()),
+        metrics,
+        probe_classes: settings.observe.probe_classes.clone(),
+        notifier,
     })
 }
 

@@ -4,6 +4,7 @@
 //! Everything is torn down by guards, so a failing or panicking test leaves
 //! nothing behind, and unique names let tests run in parallel.
 
+pub mod http;
 pub mod netns;
 pub mod packet;
 pub mod process;

@@ -71,6 +71,8 @@ impl Testbed {
             ns.exec(&["addr", "add", &format!("{v4}/24"), "dev", iface])?;
             ns.exec(&["addr", "add", &format!("{v6}/64"), "dev", iface, "nodad"])?;
             ns.exec(&["link", "set", iface, "up"])?;
+            // kmsd's HTTP endpoint listens on 127.0.0.1 in the server namespace.
+            ns.exec(&["link", "set", "lo", "up"])?;
         }
         Ok(Testbed {
             kmsd: None,
@@ -172,6 +174,12 @@ impl Testbed {
                 .filter(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok())
                 .count()
         })
+    }
+
+    /// `GET path` from kmsd's HTTP endpoint (127.0.0.1:9101 in the server
+    /// namespace): status code and body.
+    pub fn http_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        crate::http::get(&self.server, "127.0.0.1:9101".parse()?, path)
     }
 
     /// The XDP counters, read through the pinned map, summed over CPUs.

@@ -113,31 +113,41 @@ fn native_mode_refused_falls_back_to_skb() -> anyhow::Result<()> {
 }
 
 #[test]
-fn native_only_mode_fails_clearly_when_refused() -> anyhow::Result<()> {
-    let bed = Testbed::new()?;
+fn native_only_mode_refused_is_a_clear_error_and_not_ready() -> anyhow::Result<()> {
+    let mut bed = Testbed::new()?;
     bed.client
         .exec(&["link", "set", &bed.client_if, "mtu", "9000"])?;
     let iface = bed.server_if.clone();
-    let log = bed.workdir.0.join("native-only.log");
-    let own = bed.own_state_args();
-    let listen = format!("{SERVER_V4}:{PORT}");
-    let mut args: Vec<&str> = own.iter().map(String::as_str).collect();
+    let mut args = listen_args();
     args.extend([
-        "--listen",
-        &listen,
-        "--xdp-iface",
-        &iface,
-        "--xdp-mode",
-        "native",
+        "--xdp-iface".into(),
+        iface.clone(),
+        "--xdp-mode".into(),
+        "native".into(),
     ]);
-    let mut kmsd = tests::Kmsd::serve(&bed.server, &args, log)?;
-    let status = kmsd.wait_exit(Duration::from_secs(10))?;
-    assert!(!status.success());
-    let text = kmsd.log_text();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    bed.start_kmsd(&args)?;
+    bed.kmsd()
+        .wait_for_log("XDP not attached; retrying", Duration::from_secs(10))?;
+    let text = bed.kmsd().log_text();
     assert!(
         text.contains(&format!("attaching XDP to {iface} in native mode")),
         "{text}"
     );
+    let (status, body) = bed.http_get("/readyz")?;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains(&format!("XDP on {iface}")) && body.contains("native mode"),
+        "{body}"
+    );
+    assert_eq!(bed.http_get("/healthz")?.0, 200, "alive all the same");
+
+    // Lowering the peer's MTU lets native mode in: the retry attaches it.
+    bed.client
+        .exec(&["link", "set", &bed.client_if, "mtu", "1500"])?;
+    bed.kmsd()
+        .wait_for_log("edge enforcer ready", Duration::from_secs(15))?;
+    assert_eq!(bed.http_get("/readyz")?, (200, "ready\n".to_string()));
     Ok(())
 }
 
@@ -273,24 +283,25 @@ fn several_interfaces_each_get_their_best_mode() -> anyhow::Result<()> {
 }
 
 #[test]
-fn an_interface_that_takes_no_mode_is_a_clear_error() -> anyhow::Result<()> {
+fn an_interface_that_takes_no_mode_is_a_clear_error_and_not_ready() -> anyhow::Result<()> {
     let mut bed = Testbed::new()?;
     let mut args = listen_args();
     args.extend(["--xdp-iface".into(), "kmsnosuchif0".into()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let own = bed.own_state_args();
-    let mut full: Vec<&str> = own.iter().map(String::as_str).collect();
-    full.extend(args);
-    let log = bed.workdir.0.join("no-such-iface.log");
-    let mut kmsd = tests::Kmsd::serve(&bed.server, &full, log)?;
-    let status = kmsd.wait_exit(Duration::from_secs(10))?;
-    assert!(!status.success());
-    let text = kmsd.log_text();
+    bed.start_kmsd(&args)?;
+    bed.kmsd()
+        .wait_for_log("XDP not attached; retrying", Duration::from_secs(10))?;
+    let text = bed.kmsd().log_text();
     assert!(
         text.contains("cannot attach XDP to kmsnosuchif0: native mode:")
             && text.contains("SKB mode:"),
         "{text}"
     );
-    bed.kmsd = None;
+    let (status, body) = bed.http_get("/readyz")?;
+    assert_eq!(status, 503);
+    assert!(
+        body.starts_with("XDP on kmsnosuchif0: cannot attach"),
+        "{body}"
+    );
     Ok(())
 }

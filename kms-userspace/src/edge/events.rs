@@ -15,13 +15,14 @@ use super::{
     sock_destroy::{self, Selector},
     tables::Tables,
 };
-use crate::{shutdown::Shutdown, tracker::Tracker};
+use crate::{observe::notify::Notifier, shutdown::Shutdown, tracker::Tracker};
 
 /// Reads events until shutdown.
 pub async fn run(
     ring: RingBuf<MapData>,
     tables: Tables,
     tracker: Arc<Tracker>,
+    notifier: Option<Arc<Notifier>>,
     changed: Arc<Notify>,
     mut shutdown: Shutdown,
 ) {
@@ -44,7 +45,7 @@ pub async fn run(
         let events = ready.get_inner_mut();
         while let Some(item) = events.next() {
             match decode(&item) {
-                Some(event) => handle(&event, &tables, &tracker),
+                Some(event) => handle(&event, &tables, &tracker, notifier.as_deref()),
                 None => warn!(len = item.len(), "malformed overload event ignored"),
             }
         }
@@ -72,7 +73,7 @@ pub fn event_net(event: &OverloadEvent) -> Option<IpNet> {
     }
 }
 
-fn handle(event: &OverloadEvent, tables: &Tables, tracker: &Tracker) {
+fn handle(event: &OverloadEvent, tables: &Tables, tracker: &Tracker, notifier: Option<&Notifier>) {
     let Some(net) = event_net(event) else {
         return warn!("overload event with a bad prefix ignored");
     };
@@ -103,6 +104,9 @@ fn handle(event: &OverloadEvent, tables: &Tables, tracker: &Tracker) {
         }
     };
     warn!(source = %net, reason, conns = event.conns, rate, closed, aborted, "source blocked; its connections were reset");
+    if let Some(notifier) = notifier {
+        notifier.block(net, reason);
+    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,11 @@ use aya::{
     },
 };
 use kms_common::names;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
+
+use std::{sync::Arc, time::Duration};
+
+use crate::{observe::ready::Readiness, shutdown::Shutdown};
 
 use super::{
     BPF_OBJECT, cgroup,
@@ -39,6 +43,8 @@ pub struct Edge {
     pub pin_dir: PathBuf,
     pub cgroup: PathBuf,
     pub attachments: Vec<Attachment>,
+    /// Interfaces that refused the program; [`keep_attached`] retries them.
+    pub pending: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -51,8 +57,15 @@ pub struct Attachment {
 
 /// Loads the object with its maps pinned in `settings.pin_dir`, writes the
 /// limits, restores the state file, attaches the connection counter to
-/// `cgroup` and the XDP program to every configured interface.
-pub fn start(settings: &XdpSettings, cgroup: &Path, interfaces: &[String]) -> anyhow::Result<Edge> {
+/// `cgroup` and the XDP program to every configured interface. An interface
+/// that refuses the program is reported in `readiness` and left in
+/// [`Edge::pending`]; a program the kernel rejects fails the start.
+pub fn start(
+    settings: &XdpSettings,
+    cgroup: &Path,
+    interfaces: &[String],
+    readiness: &Readiness,
+) -> anyhow::Result<Edge> {
     pins::prepare(&settings.pin_dir)?;
     let mut ebpf = EbpfLoader::new()
         .default_map_pin_directory(&settings.pin_dir)
@@ -82,23 +95,30 @@ pub fn start(settings: &XdpSettings, cgroup: &Path, interfaces: &[String]) -> an
         .load()
         .context("the kernel rejected the XDP program")?;
 
-    let existing = pins::link_pins(&settings.pin_dir).context("listing pinned links")?;
     let mut attachments = Vec::new();
+    let mut pending = Vec::new();
     for iface in interfaces {
-        let pinned = existing.iter().find(|p| &p.iface == iface);
-        attachments.push(attach_one(
-            program,
-            &settings.pin_dir,
-            iface,
-            settings.mode,
-            pinned,
-        )?);
+        match attach_with_pins(program, settings, iface) {
+            Ok(attachment) => {
+                readiness.interface(iface, Ok(attachment.mode.as_str().to_string()));
+                attachments.push(attachment);
+            }
+            Err(e) => {
+                let error = format!("{e:#}");
+                error!(
+                    iface,
+                    error,
+                    "XDP not attached; retrying every {} s",
+                    ATTACH_RETRY.as_secs()
+                );
+                readiness.interface(iface, Err(error));
+                pending.push(iface.clone());
+            }
+        }
     }
-    info!(
-        interfaces = %attachments.iter().map(|a| format!("{}:{}", a.iface, a.mode.as_str())).collect::<Vec<_>>().join(","),
-        pin_dir = %settings.pin_dir.display(),
-        "edge enforcer ready"
-    );
+    if pending.is_empty() {
+        log_ready(&attachments, &settings.pin_dir);
+    }
     Ok(Edge {
         ebpf,
         tables,
@@ -106,7 +126,84 @@ pub fn start(settings: &XdpSettings, cgroup: &Path, interfaces: &[String]) -> an
         pin_dir: settings.pin_dir.clone(),
         cgroup: cgroup.to_path_buf(),
         attachments,
+        pending,
     })
+}
+
+/// How often an interface that refused the program is tried again.
+const ATTACH_RETRY: Duration = Duration::from_secs(5);
+
+fn log_ready(attachments: &[Attachment], pin_dir: &Path) {
+    info!(
+        interfaces = %attachments.iter().map(|a| format!("{}:{}", a.iface, a.mode.as_str())).collect::<Vec<_>>().join(","),
+        pin_dir = %pin_dir.display(),
+        "edge enforcer ready"
+    );
+}
+
+fn attach_with_pins(
+    program: &mut Xdp,
+    settings: &XdpSettings,
+    iface: &str,
+) -> anyhow::Result<Attachment> {
+    let existing = pins::link_pins(&settings.pin_dir).context("listing pinned links")?;
+    let pinned = existing.iter().find(|p| p.iface == iface);
+    attach_one(program, &settings.pin_dir, iface, settings.mode, pinned)
+}
+
+/// Holds the loaded object until shutdown (its programs stay referenced by
+/// the pinned links either way) and retries the interfaces that refused the
+/// program: an interface may appear or come up after the daemon starts.
+pub async fn keep_attached(
+    mut ebpf: Ebpf,
+    settings: XdpSettings,
+    mut pending: Vec<String>,
+    readiness: Arc<Readiness>,
+    mut shutdown: Shutdown,
+) {
+    let mut attachments = Vec::new();
+    let mut last_errors: Vec<(String, String)> = Vec::new();
+    while !pending.is_empty() {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(ATTACH_RETRY) => {}
+        }
+        let Some(program) = ebpf
+            .program_mut(names::XDP_PROGRAM)
+            .and_then(|p| <&mut Xdp>::try_from(p).ok())
+        else {
+            return;
+        };
+        let mut still = Vec::new();
+        for iface in pending {
+            match attach_with_pins(program, &settings, &iface) {
+                Ok(attachment) => {
+                    readiness.interface(&iface, Ok(attachment.mode.as_str().to_string()));
+                    attachments.push(attachment);
+                }
+                Err(e) => {
+                    let error = format!("{e:#}");
+                    // Say it again only when it changes, not every 5 s.
+                    if !last_errors
+                        .iter()
+                        .any(|(i, old)| i == &iface && old == &error)
+                    {
+                        error!(iface, error, "XDP still not attached");
+                        last_errors.retain(|(i, _)| i != &iface);
+                        last_errors.push((iface.clone(), error.clone()));
+                    }
+                    readiness.interface(&iface, Err(error));
+                    still.push(iface);
+                }
+            }
+        }
+        pending = still;
+        if pending.is_empty() {
+            log_ready(&attachments, &settings.pin_dir);
+        }
+    }
+    shutdown.wait().await;
+    drop(ebpf);
 }
 
 /// Writes the effective limits (the pinned ones, with whatever the daemon's

@@ -92,14 +92,18 @@ pub fn snapshot(tables: &Tables) -> anyhow::Result<StateFile> {
     })
 }
 
-/// Writes atomically (temporary file, then rename), creating the directory.
 pub fn save(path: &Path, state: &StateFile) -> anyhow::Result<()> {
+    write_atomically(path, &serde_json::to_vec_pretty(state)?)
+}
+
+/// Writes a temporary file and renames it over `path` (so a crash leaves the
+/// old file or the new one, never half of one), creating the directory.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-    let text = serde_json::to_vec_pretty(state)?;
-    fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
     Ok(())
 }

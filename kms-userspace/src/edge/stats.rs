@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use aya::maps::{Map, MapData, PerCpuArray};
+use aya::maps::{Map, MapData, PerCpuArray, PerCpuValues};
 use kms_common::{Stat, names};
 
 /// A handle on the `KMS_STATS` map, from a loaded object or from its pin.
@@ -23,6 +23,18 @@ impl StatsReader {
         let data =
             MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
         Self::from_map(Map::from_map_data(data)?)
+    }
+
+    /// Adds `n` to a counter kept by userspace (the first CPU's slot; no BPF
+    /// program writes those, so nothing races with this).
+    pub fn add(&mut self, stat: Stat, n: u64) -> anyhow::Result<()> {
+        let mut values: Vec<u64> = self.map.get(&stat.index(), 0)?.iter().copied().collect();
+        if let Some(first) = values.first_mut() {
+            *first += n;
+        }
+        self.map
+            .set(stat.index(), PerCpuValues::try_from(values)?, 0)
+            .with_context(|| format!("updating counter {}", stat.name()))
     }
 
     /// Every counter, summed over the CPUs.

@@ -8,13 +8,16 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use super::{limits::Limits, state, tables::Tables};
+use kms_common::Stat;
+
+use super::{limits::Limits, state, stats::StatsReader, tables::Tables};
 use crate::shutdown::Shutdown;
 
 const TICK: Duration = Duration::from_secs(1);
 
 pub async fn run(
     mut tables: Tables,
+    mut stats: StatsReader,
     state_file: Option<PathBuf>,
     changed: Arc<Notify>,
     mut shutdown: Shutdown,
@@ -27,7 +30,7 @@ pub async fn run(
             _ = ticker.tick() => false,
             _ = changed.notified() => false,
         };
-        if let Err(e) = expire(&mut tables) {
+        if let Err(e) = expire(&mut tables, &mut stats) {
             warn!(error = %format!("{e:#}"), "expiring blocks failed");
         }
         if let Some(path) = &state_file
@@ -41,15 +44,19 @@ pub async fn run(
     }
 }
 
-fn expire(tables: &mut Tables) -> anyhow::Result<()> {
+fn expire(tables: &mut Tables, stats: &mut StatsReader) -> anyhow::Result<()> {
     let Some(limits) = Limits::from_config(&tables.config()?) else {
         return Ok(());
     };
     if limits.block_lifetime == 0 {
         return Ok(());
     }
-    for (net, reason) in tables.expire(limits.block_lifetime as u64)? {
+    let expired = tables.expire(limits.block_lifetime as u64)?;
+    for (net, reason) in &expired {
         info!(source = %net, reason, lifetime = limits.block_lifetime, "block expired");
+    }
+    if !expired.is_empty() {
+        stats.add(Stat::Expired, expired.len() as u64)?;
     }
     Ok(())
 }

@@ -6,11 +6,14 @@ use std::{net::IpAddr, str::FromStr};
 use anyhow::bail;
 use clap::{Subcommand, ValueEnum};
 use ipnet::IpNet;
-use kms_common::enforce::{Blocked, Reason};
+use kms_common::{
+    Stat,
+    enforce::{Blocked, Reason},
+};
 use serde_json::json;
 
 use super::{PinDirArg, StateFileArg};
-use crate::edge::{clock, tables::Tables};
+use crate::edge::{clock, stats::StatsReader, tables::Tables};
 
 #[derive(Subcommand, Debug)]
 pub enum BlockedCommand {
@@ -132,6 +135,9 @@ pub fn run(command: &BlockedCommand) -> anyhow::Result<()> {
         } => {
             let mut tables = pin.open()?;
             let removed = tables.expire(*seconds)?;
+            if !removed.is_empty() {
+                StatsReader::open_pinned(&pin.pin_dir)?.add(Stat::Expired, removed.len() as u64)?;
+            }
             let total = removed.len() + tables.blocked()?.len();
             for (net, reason) in &removed {
                 println!("expired {net} ({reason})");
