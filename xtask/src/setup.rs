@@ -17,6 +17,7 @@ pub fn run() -> Result<()> {
     install_toolchain(&toolchain)?;
     install_bpf_linker(&toolchain)?;
     check_host()?;
+    install_packages(&missing_packages())?;
     eprintln!(
         "setup complete: {toolchain} with {}, bpf-linker {BPF_LINKER_VERSION}, host ready",
         COMPONENTS.join(" + ")
@@ -33,7 +34,51 @@ pub fn ensure() -> Result<()> {
     if !linker_ready(&toolchain) {
         install_bpf_linker(&toolchain)?;
     }
-    check_host()
+    check_host()?;
+    install_packages(&missing_packages())
+}
+
+/// Debian packages the tests run, keyed by a command each provides.
+const PACKAGES: [(&str, &str); 2] = [
+    // promtool lints a scrape; a real Prometheus scrapes kmsd.
+    ("promtool", "prometheus"),
+    ("prometheus", "prometheus"),
+];
+
+fn missing_packages() -> Vec<&'static str> {
+    let mut missing: Vec<&str> = PACKAGES
+        .iter()
+        .filter(|(command, _)| {
+            !Command::new(command)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .map(|(_, package)| *package)
+        .collect();
+    missing.dedup();
+    missing
+}
+
+fn install_packages(packages: &[&str]) -> Result<()> {
+    if packages.is_empty() {
+        return Ok(());
+    }
+    eprintln!("installing {} with apt-get", packages.join(" "));
+    let install = || {
+        workspace::run(
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", "--no-install-recommends"])
+                .args(packages)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    };
+    if install().is_err() {
+        // A fresh machine may have no package lists yet.
+        workspace::run(Command::new("apt-get").args(["update", "-q"]))?;
+        install().with_context(|| format!("installing {}", packages.join(" ")))?;
+    }
+    Ok(())
 }
 
 fn sysroot(toolchain: &str) -> Option<String> {

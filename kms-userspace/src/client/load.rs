@@ -109,7 +109,10 @@ async fn client_task(plan: Plan, limit: Option<u64>, deadline: Option<Instant>) 
         let started = Instant::now();
         let outcome = async {
             if conn.is_none() || plan.reconnect {
-                conn = Some(Connection::open(plan.addr, plan.bind, plan.timeout, call_id).await?);
+                conn = Some(
+                    Connection::open(plan.addr, plan.source, plan.bind, plan.timeout, call_id)
+                        .await?,
+                );
             }
             let connection = conn.as_mut().expect("opened above");
             connection

@@ -66,6 +66,9 @@ pub struct ClientArgs {
     /// Seconds to wait for the server at each step.
     #[arg(long, default_value_t = 10)]
     pub timeout: u64,
+    /// Source address to connect from (a host with several addresses).
+    #[arg(long, value_name = "ADDR")]
+    pub source: Option<std::net::IpAddr>,
     /// Load mode: concurrent client tasks.
     #[arg(long)]
     pub concurrency: Option<usize>,
@@ -81,6 +84,7 @@ pub struct ClientArgs {
 #[derive(Clone)]
 pub struct Plan {
     pub addr: SocketAddr,
+    pub source: Option<std::net::IpAddr>,
     pub sku: &'static Sku,
     pub version: Version,
     pub n_policy: u32,
@@ -172,6 +176,7 @@ async fn plan(args: &ClientArgs) -> anyhow::Result<Plan> {
     }
     Ok(Plan {
         addr: resolve(&args.target).await?,
+        source: args.source,
         sku,
         version,
         n_policy: args.required_clients.unwrap_or(sku.n_count_policy),
@@ -197,7 +202,9 @@ async fn single(plan: &Plan, args: &ClientArgs) -> anyhow::Result<()> {
     // vlmcs numbers calls from 2 and keeps counting across reconnects.
     for call_id in (2..).take(total as usize) {
         if conn.is_none() || plan.reconnect {
-            conn = Some(Connection::open(plan.addr, plan.bind, plan.timeout, call_id).await?);
+            conn = Some(
+                Connection::open(plan.addr, plan.source, plan.bind, plan.timeout, call_id).await?,
+            );
         }
         let request = plan.request();
         let connection = conn.as_mut().expect("opened above");

@@ -71,16 +71,31 @@ pub struct Connection {
     requests_sent: u32,
 }
 
+/// Connects from `source` (any port) when given, else from the default.
+async fn connect(addr: SocketAddr, source: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect(addr).await;
+    };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(addr).await
+}
+
 impl Connection {
     /// Connects and binds; `call_id` is the client's running call id (vlmcs
     /// keeps counting across reconnects).
     pub async fn open(
         addr: SocketAddr,
+        source: Option<std::net::IpAddr>,
         opts: BindOptions,
         limit: Duration,
         call_id: u32,
     ) -> Result<Self, ClientError> {
-        let stream = timeout(limit, TcpStream::connect(addr))
+        let stream = timeout(limit, connect(addr, source))
             .await
             .map_err(|_| ClientError::Timeout)?
             .map_err(|e| ClientError::Connect(addr, e))?;

@@ -77,6 +77,10 @@ impl Metrics {
             "Webhook notifications by result: sent, failed, dropped (queue full), deduplicated.",
             &["result"],
         );
+        // Zero series exist from the start, so rate() and alerts see them.
+        for result in ["sent", "failed", "dropped", "deduplicated"] {
+            notifications.with_label_values(&[result]);
+        }
         let build = IntGaugeVec::new(
             Opts::new(
                 "kms_build_info",
