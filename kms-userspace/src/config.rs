@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use ipnet::IpNet;
 
 use crate::edge::limits::{LimitOptions, Limits};
+use crate::logging::LogFormat;
 use crate::observe::{
     notify::{NotifySettings, Secret},
     probes::SourceClasses,
@@ -151,6 +152,16 @@ pub struct ServeOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notify_state_file: Option<PathBuf>,
 
+    /// Config file only (the flags are global): the log filter.
+    #[arg(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+
+    /// Config file only (the flags are global): `text` or `json`.
+    #[arg(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+
     /// The enforcer's limits (config file: a `[limits]` table).
     #[command(flatten)]
     #[serde(default, skip_serializing_if = "LimitOptions::is_empty")]
@@ -247,6 +258,16 @@ pub enum ClientListChoice {
 }
 
 impl ServeOptions {
+    /// The config file's `log-level` and `log-format`, for flags that did not
+    /// set them (logging starts before the rest of the file is read).
+    pub fn file_logging(&self) -> anyhow::Result<(Option<String>, Option<LogFormat>)> {
+        let Some(path) = &self.config else {
+            return Ok((None, None));
+        };
+        let file = ServeOptions::deserialize(toml::Value::Table(read_file(path)?))?;
+        Ok((file.log_level, file.log_format))
+    }
+
     /// Merges the config file (if any) under the command-line flags.
     pub fn resolve(self) -> anyhow::Result<Settings> {
         let merged = match &self.config {
@@ -480,6 +501,50 @@ mod tests {
 
     fn parse(args: &[&str]) -> ServeOptions {
         Cli::parse_from(std::iter::once("kmsd").chain(args.iter().copied())).serve
+    }
+
+    #[test]
+    fn the_config_file_carries_logging_limits_and_observability() {
+        let path = std::env::temp_dir().join(format!("kmsd-config-{}.toml", std::process::id()));
+        fs::write(
+            &path,
+            "log-level = \"warn\"\nlog-format = \"json\"\nprobe-class = [\"lab=198.18.0.0/24\"]\nnotify-window = 60\n[limits]\nmax-src-conn = 7\nmax-src-conn-rate = \"3/60\"\n",
+        )
+        .unwrap();
+        let options = parse(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--max-src-conn-rate",
+            "off",
+        ]);
+        assert_eq!(
+            options.file_logging().unwrap(),
+            (Some("warn".to_string()), Some(LogFormat::Json))
+        );
+        let settings = options.resolve().unwrap();
+        fs::remove_file(&path).unwrap();
+        let limits = settings
+            .xdp
+            .unwrap()
+            .limits
+            .apply(&Limits::default())
+            .unwrap();
+        assert_eq!(limits.max_src_conn, 7, "the file's [limits] table");
+        assert_eq!(
+            limits.max_src_conn_rate, None,
+            "a flag wins over the same key"
+        );
+        assert_eq!(
+            settings
+                .observe
+                .probe_classes
+                .classify("198.18.0.9".parse().unwrap()),
+            "lab"
+        );
+        assert_eq!(
+            settings.observe.metrics,
+            Some("127.0.0.1:9101".parse().unwrap())
+        );
     }
 
     #[test]

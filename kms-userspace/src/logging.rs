@@ -1,4 +1,5 @@
-//! Log set-up: text or JSON lines on stderr, levels from `--log-level` or `RUST_LOG`.
+//! Log set-up: text or JSON lines on stderr, levels from `--log-level`, the
+//! serve config file's `log-level`, or `RUST_LOG`.
 
 use std::io::IsTerminal as _;
 
@@ -6,7 +7,10 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
-#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
     Text,
@@ -15,17 +19,12 @@ pub enum LogFormat {
 
 #[derive(Args, Debug)]
 pub struct LogOptions {
-    /// Log line format.
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        default_value_t,
-        env = "KMSD_LOG_FORMAT"
-    )]
-    pub log_format: LogFormat,
-    /// Log filter (tracing syntax, e.g. `info` or `kms_userspace=debug`); RUST_LOG
-    /// is used when this is absent.
+    /// Log line format [default: text; `kmsd serve` also reads `log-format`
+    /// from its config file].
+    #[arg(long, global = true, value_enum, env = "KMSD_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Log filter (tracing syntax, e.g. `info` or `kms_userspace=debug`); when
+    /// absent, `log-level` from `kmsd serve`'s config file, then RUST_LOG.
     #[arg(long, global = true)]
     pub log_level: Option<String>,
 }
@@ -41,7 +40,7 @@ pub fn init(options: &LogOptions) -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
-    match options.log_format {
+    match options.log_format.unwrap_or_default() {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }

@@ -45,7 +45,19 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Command::Serve(options) = &cli.command {
+        match options.file_logging() {
+            Ok((level, format)) => {
+                cli.log.log_level = cli.log.log_level.take().or(level);
+                cli.log.log_format = cli.log.log_format.or(format);
+            }
+            Err(e) => {
+                eprintln!("kmsd: {e:#}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     if let Err(e) = logging::init(&cli.log) {
         eprintln!("kmsd: {e:#}");
         return ExitCode::from(2);
