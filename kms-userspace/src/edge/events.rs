@@ -99,7 +99,7 @@ fn handle(event: &OverloadEvent, tables: &Tables, tracker: &Tracker, notifier: O
     }) {
         Ok(n) => n,
         Err(e) => {
-            warn!(error = %e, "aborting the source's other sockets failed (kernel without CONFIG_INET_DIAG_DESTROY?)");
+            warn!(error = %e, "aborting the source's other sockets failed (tcp_diag not loaded, or a kernel without CONFIG_INET_DIAG_DESTROY?)");
             0
         }
     };
