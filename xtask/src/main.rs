@@ -35,6 +35,16 @@ enum Command {
     },
     /// Everything CI runs: fmt, clippy on both halves, unit and integration tests.
     Test(test::TestArgs),
+    /// Boot real Debian kernels under qemu and run kmsd's scenarios in each.
+    VmTest {
+        /// Kernel series (`6.1`, `6.12`, `7.3`) or `newest`; repeatable
+        /// [default: 6.1, 6.12 and the newest trixie-backports kernel].
+        #[arg(long = "kernel", value_name = "VER")]
+        kernels: Vec<String>,
+        /// qemu accelerator: `tcg` (works everywhere) or `kvm`.
+        #[arg(long, default_value = "tcg", value_parser = ["tcg", "kvm"])]
+        accel: String,
+    },
     /// Benchmarks (results under target/bench/).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -92,6 +102,10 @@ fn run(cli: Cli) -> Result<()> {
         }) => {
             setup::ensure()?;
             bench::xdp(flood_seconds, repeat)
+        }
+        Command::VmTest { kernels, accel } => {
+            setup::ensure()?;
+            test::vm(&kernels, &accel)
         }
         Command::Test(args) => {
             setup::ensure()?;

@@ -18,6 +18,7 @@ pub fn run() -> Result<()> {
     install_bpf_linker(&toolchain)?;
     check_host()?;
     install_packages(&missing_packages())?;
+    install_static_target()?;
     eprintln!(
         "setup complete: {toolchain} with {}, bpf-linker {BPF_LINKER_VERSION}, host ready",
         COMPONENTS.join(" + ")
@@ -35,14 +36,34 @@ pub fn ensure() -> Result<()> {
         install_bpf_linker(&toolchain)?;
     }
     check_host()?;
-    install_packages(&missing_packages())
+    install_packages(&missing_packages())?;
+    install_static_target()
+}
+
+/// The musl target of the host toolchain, for the VM guests' static kmsd.
+fn install_static_target() -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("running rustup")?;
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|l| l.trim() == crate::build::STATIC_TARGET)
+    {
+        return Ok(());
+    }
+    workspace::run(Command::new("rustup").args(["target", "add", crate::build::STATIC_TARGET]))
 }
 
 /// Debian packages the tests run, keyed by a command each provides.
-const PACKAGES: [(&str, &str); 2] = [
+const PACKAGES: [(&str, &str); 5] = [
     // promtool lints a scrape; a real Prometheus scrapes kmsd.
     ("promtool", "prometheus"),
     ("prometheus", "prometheus"),
+    // The VM tests: qemu, and the decompressors for kernels and modules.
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("xz", "xz-utils"),
+    ("zstd", "zstd"),
 ];
 
 fn missing_packages() -> Vec<&'static str> {

@@ -6,7 +6,7 @@ use clap::Args;
 use crate::{build, workspace};
 
 /// Userspace packages; kms-ebpf is linted separately with the BPF toolchain.
-const HOST_PACKAGES: [&str; 4] = ["kms-common", "kms-userspace", "xtask", "tests"];
+const HOST_PACKAGES: [&str; 5] = ["kms-common", "kms-userspace", "xtask", "tests", "vm-tests"];
 
 #[derive(Args)]
 pub struct TestArgs {
@@ -23,12 +23,13 @@ pub fn run(args: &TestArgs) -> Result<()> {
         lint()?;
     }
     let kmsd = build::kmsd(false)?;
+    let guest_kmsd = build::kmsd_static()?;
     let mut cmd = workspace::cargo();
     cmd.arg("test");
     for package in HOST_PACKAGES {
         cmd.args(["--package", package]);
     }
-    cmd.env("KMSD_BIN", &kmsd);
+    cmd.env("KMSD_BIN", &kmsd).env("KMS_VM_KMSD", &guest_kmsd);
     if !args.test_args.is_empty() {
         cmd.arg("--").args(&args.test_args);
     }
@@ -61,4 +62,20 @@ fn lint() -> Result<()> {
             .arg(target_dir)
             .args(["--", "-D", "warnings"]),
     )
+}
+
+/// `cargo xtask vm-test`: only the VM tests, for the kernels and accelerator given.
+pub fn vm(kernels: &[String], accel: &str) -> Result<()> {
+    let kmsd = build::kmsd(false)?;
+    let guest_kmsd = build::kmsd_static()?;
+    let mut cmd = workspace::cargo();
+    cmd.args(["test", "--package", "vm-tests", "--test", "kernels"])
+        .env("KMSD_BIN", &kmsd)
+        .env("KMS_VM_KMSD", &guest_kmsd)
+        .env("KMS_VM_ACCEL", accel)
+        .args(["--", "--nocapture"]);
+    if !kernels.is_empty() {
+        cmd.env("KMS_VM_KERNELS", kernels.join(","));
+    }
+    workspace::run(&mut cmd)
 }
