@@ -32,7 +32,7 @@ use kms_common::{
 use kms_userspace::edge::{BPF_OBJECT, clock, limits::Limits, stats::StatsReader, tables::Tables};
 use serde_json::{Value, json};
 use tests::{
-    Bpffs, Netns, ip,
+    Bpffs, Netns, Testbed,
     netns::enter,
     packet::{self, ACK, SYN},
     unique_name,
@@ -335,44 +335,6 @@ fn flood(ns: &Netns, iface: &str, frames: &[Vec<u8>], seconds: u64) -> anyhow::R
     Ok(sent.load(Ordering::Relaxed))
 }
 
-struct Pair {
-    server: Netns,
-    client: Netns,
-    server_if: String,
-    client_if: String,
-}
-
-fn pair() -> anyhow::Result<Pair> {
-    let id = unique_name("");
-    let server = Netns::new(format!("kms-edge-bench-{id}-s"))?;
-    let client = Netns::new(format!("kms-edge-bench-{id}-c"))?;
-    let (server_if, client_if) = (format!("kb{id}s"), format!("kb{id}c"));
-    ip(&[
-        "link",
-        "add",
-        &server_if,
-        "netns",
-        &server.name,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &client_if,
-        "netns",
-        &client.name,
-    ])?;
-    server.exec(&["addr", "add", "198.18.0.1/24", "dev", &server_if])?;
-    client.exec(&["addr", "add", "198.18.0.2/24", "dev", &client_if])?;
-    server.exec(&["link", "set", &server_if, "up"])?;
-    client.exec(&["link", "set", &client_if, "up"])?;
-    Ok(Pair {
-        server,
-        client,
-        server_if,
-        client_if,
-    })
-}
-
 fn flood_sources() -> Vec<Ipv4Addr> {
     (1..=FLOOD_SOURCES)
         .map(|n| Ipv4Addr::new(198, 18, 200, n))
@@ -454,7 +416,8 @@ fn enable_gro(ns: &Netns, iface: &str) -> anyhow::Result<()> {
 }
 
 fn flood_table(seconds: u64) -> anyhow::Result<Vec<Value>> {
-    let p = pair()?;
+    // The tests' two namespaces and veth pair: 198.18.0.1 (server) and .2.
+    let p = Testbed::new()?;
     enable_gro(&p.server, &p.server_if)?;
     let mac = mac_of(&p.server, &p.server_if)?;
     let frames: Vec<Vec<u8>> = flood_sources()
@@ -491,7 +454,7 @@ fn flood_table(seconds: u64) -> anyhow::Result<Vec<Value>> {
     let mut rows = Vec::new();
     for generator in [Generator::XdpFrames, Generator::Sockets] {
         for filter in [Filter::Kms, Filter::Bare, Filter::Nft] {
-            let generate = |p: &Pair| -> anyhow::Result<u64> {
+            let generate = |p: &Testbed| -> anyhow::Result<u64> {
                 match generator {
                     Generator::XdpFrames => {
                         live_flood(&p.client, tx, client_ifindex, &frames, seconds)
@@ -521,10 +484,10 @@ fn rx_stats(ns: &Netns, iface: &str) -> anyhow::Result<(u64, u64)> {
 /// One flood against one filter; the drop count comes from the filter's own
 /// counter (the per-CPU array for both XDP programs, the rule's for nft).
 fn run_filter(
-    p: &Pair,
+    p: &Testbed,
     filter: Filter,
     seconds: u64,
-    generate: impl Fn(&Pair) -> anyhow::Result<u64>,
+    generate: impl Fn(&Testbed) -> anyhow::Result<u64>,
 ) -> anyhow::Result<Value> {
     let (rx_before, _) = rx_stats(&p.server, &p.server_if)?;
     let (sent, dropped) = match filter {

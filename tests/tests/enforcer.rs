@@ -83,6 +83,16 @@ fn added(row: &serde_json::Value) -> String {
         .collect()
 }
 
+/// The next connection from `src` is reset, and `source` is in the block
+/// table for `reason`.
+fn trips(bed: &Testbed, src: IpAddr, dst: SocketAddr, source: &str, reason: &str) {
+    assert!(
+        tcp::reset_within(&bed.client, Some(src), dst, FLUSH_BOUND).expect("connect"),
+        "the connection that trips is reset"
+    );
+    assert_eq!(reason_of(bed, source).as_deref(), Some(reason));
+}
+
 fn reason_of(bed: &Testbed, source: &str) -> Option<String> {
     bed.blocked()
         .expect("blocked show")
@@ -248,16 +258,7 @@ fn max_src_conn_rate_follows_pfs_estimator() -> anyhow::Result<()> {
         bed.blocked_sources()?.is_empty(),
         "a burst of N after a gap does not trip"
     );
-    assert!(tcp::reset_within(
-        &bed.client,
-        Some(client),
-        v4(),
-        FLUSH_BOUND
-    )?);
-    assert_eq!(
-        reason_of(&bed, "198.18.0.2/32").as_deref(),
-        Some("max-src-conn-rate")
-    );
+    trips(&bed, client, v4(), "198.18.0.2/32", "max-src-conn-rate");
     assert_eq!(attempt(&bed, client, v4())?, Connect::TimedOut);
     assert_eq!(counter(&bed, Stat::OverloadMaxSrcConnRate), 1);
     drop(burst);
@@ -335,16 +336,7 @@ fn allow_listed_sources_are_never_counted_or_blocked() -> anyhow::Result<()> {
     bed.op(&["allow", "delete", "198.18.0.2/32"])?;
     let (five, _) = tcp::open(&bed.client, Some(client), v4(), 5, DROPPED_AFTER)?;
     assert_eq!(five.len(), 5);
-    assert!(tcp::reset_within(
-        &bed.client,
-        Some(client),
-        v4(),
-        FLUSH_BOUND
-    )?);
-    assert_eq!(
-        reason_of(&bed, "198.18.0.2/32").as_deref(),
-        Some("max-src-conn")
-    );
+    trips(&bed, client, v4(), "198.18.0.2/32", "max-src-conn");
     Ok(())
 }
 
@@ -488,16 +480,7 @@ fn limits_set_takes_effect_on_the_next_connection() -> anyhow::Result<()> {
     let shown: serde_json::Value = serde_json::from_str(&bed.op(&["limits", "show", "--json"])?)?;
     assert_eq!(shown["max-src-conn"], 3);
     assert_eq!(shown["max-src-conn-rate"], "off");
-    assert!(tcp::reset_within(
-        &bed.client,
-        Some(client),
-        v4(),
-        FLUSH_BOUND
-    )?);
-    assert_eq!(
-        reason_of(&bed, "198.18.0.2/32").as_deref(),
-        Some("max-src-conn")
-    );
+    trips(&bed, client, v4(), "198.18.0.2/32", "max-src-conn");
     Ok(())
 }
 
