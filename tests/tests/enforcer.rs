@@ -485,6 +485,31 @@ fn limits_set_takes_effect_on_the_next_connection() -> anyhow::Result<()> {
 }
 
 #[test]
+fn max_src_conn_rate_holds_over_ipv6_too() -> anyhow::Result<()> {
+    let mut bed = Testbed::new()?;
+    start(
+        &mut bed,
+        &["--max-src-conn", "0", "--max-src-conn-rate", "3/60"],
+    )?;
+    let client = IpAddr::V6(CLIENT_V6);
+    for _ in 0..3 {
+        assert_eq!(attempt(&bed, client, v6())?, Connect::Established);
+    }
+    assert!(
+        bed.blocked_sources()?.is_empty(),
+        "three in the window are allowed"
+    );
+    trips(&bed, client, v6(), "2001:db8::/64", "max-src-conn-rate");
+    assert_eq!(attempt(&bed, client, v6())?, Connect::TimedOut);
+    assert_eq!(
+        attempt(&bed, IpAddr::V4(CLIENT_V4), v4())?,
+        Connect::Established,
+        "the client's IPv4 address is another source"
+    );
+    Ok(())
+}
+
+#[test]
 fn ipv6_sources_in_one_prefix_share_a_count() -> anyhow::Result<()> {
     let mut bed = Testbed::new()?;
     add_client_address(&bed, IpAddr::V6(SAME_64_V6))?;
@@ -543,6 +568,21 @@ fn a_killed_daemon_leaves_enforcement_in_place_and_a_new_one_adopts_it() -> anyh
         "still dropped with no daemon"
     );
     assert!(counter(&bed, Stat::Dropped) > dropped);
+
+    // The operator commands work on the pins with no daemon at all.
+    bed.op(&["blocked", "add", "2001:db8::/64"])?;
+    assert_eq!(
+        bed.blocked_sources()?,
+        vec!["198.18.0.2/32".to_string(), "2001:db8::/64".to_string()]
+    );
+    assert_eq!(
+        attempt(&bed, IpAddr::V6(CLIENT_V6), v6())?,
+        Connect::TimedOut,
+        "a block added while no daemon runs is enforced"
+    );
+    bed.op(&["blocked", "delete", "2001:db8::/64"])?;
+    let status = bed.op(&["status"])?;
+    assert!(status.contains("limits     max-src-conn 2"), "{status}");
     let dropped = counter(&bed, Stat::Dropped);
 
     // No limit flags this time: the pinned limits are kept.
