@@ -33,7 +33,17 @@ pub fn run(args: &TestArgs) -> Result<()> {
     if !args.test_args.is_empty() {
         cmd.arg("--").args(&args.test_args);
     }
-    workspace::run(&mut cmd)
+    let _ = std::fs::remove_file(vm_report());
+    let result = workspace::run(&mut cmd);
+    if let Ok(report) = std::fs::read_to_string(vm_report()) {
+        eprint!("{report}");
+    }
+    result
+}
+
+/// The VM tests' per-kernel timings, written by the test.
+fn vm_report() -> std::path::PathBuf {
+    workspace::root().join("vm-tests/cache/last-run.txt")
 }
 
 fn lint() -> Result<()> {
