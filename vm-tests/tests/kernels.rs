@@ -78,14 +78,14 @@ fn kmsd_and_its_xdp_program_work_on_real_debian_kernels() -> anyhow::Result<()> 
             .collect()
     });
 
-    eprintln!(
+    let mut summary = vec![format!(
         "VM tests: kernels fetched and prepared in {:.1} s",
         prepared.as_secs_f64()
-    );
+    )];
     let mut failures = Vec::new();
     for (kernel, result) in kernels.iter().zip(results) {
         match result {
-            Ok(r) => eprintln!(
+            Ok(r) => summary.push(format!(
                 "VM tests: {}: boot {:.1} s, {}",
                 r.release,
                 r.boot.as_secs_f64(),
@@ -98,7 +98,10 @@ fn kmsd_and_its_xdp_program_work_on_real_debian_kernels() -> anyhow::Result<()> 
             Err(e) => failures.push(format!("{}: {e:#}", kernel.release)),
         }
     }
-    summary.push(format!("VM tests: total {:.1} s", started.elapsed().as_secs_f64()));
+    summary.push(format!(
+        "VM tests: total {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
     // The test harness hides a passing test's output: the summary also goes
     // to a file that `cargo xtask` prints after the run.
     let text = summary.join("\n");
