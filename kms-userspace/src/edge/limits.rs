@@ -3,7 +3,7 @@
 
 use std::{fmt, str::FromStr};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::{Args, ValueEnum};
 use kms_common::enforce::{CONFIG_MAGIC, Config, MAX_PORTS, drop_scope, flush_scope};
 use serde::{Deserialize, Serialize};
@@ -326,11 +326,6 @@ impl clap::builder::ValueParserFactory for RateSetting {
     fn value_parser() -> Self::Parser {
         clap::builder::ValueParser::new(|s: &str| s.parse::<RateSetting>())
     }
-}
-
-/// Reads a configuration back, with context for the error.
-pub fn decode(config: &Config) -> anyhow::Result<Limits> {
-    Limits::from_config(config).context("the pinned configuration has not been written by a daemon")
 }
 
 #[cfg(test)]
