@@ -270,6 +270,34 @@ mod tests {
         assert_eq!(escape(&"x".repeat(500)).len(), 64);
     }
 
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_waiting() {
+        let metrics = Arc::new(Metrics::new());
+        let (queue, _rx) = mpsc::channel(1);
+        let n = Notifier {
+            queue,
+            seen: Mutex::new(DedupFile::default()),
+            dirty: false.into(),
+            window: Duration::from_secs(60),
+            metrics: metrics.clone(),
+        };
+        for i in 0..3 {
+            n.block(format!("198.18.0.{i}/32").parse().unwrap(), "max-src-conn");
+        }
+        let text = {
+            use prometheus::Encoder as _;
+            let mut out = Vec::new();
+            prometheus::TextEncoder::new()
+                .encode(&metrics.registry.gather(), &mut out)
+                .unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert!(
+            text.contains("kms_notifications_total{result=\"dropped\"} 2"),
+            "{text}"
+        );
+    }
+
     #[tokio::test]
     async fn dedup_posts_once_per_source_and_product_within_the_window() {
         let (_trigger, shutdown) = crate::shutdown::channel();
