@@ -11,14 +11,17 @@ use std::sync::{Arc, atomic::AtomicU32};
 use aya::maps::RingBuf;
 use kms_common::names;
 use rand::Rng as _;
-use tokio::sync::{Notify, Semaphore};
+use tokio::{
+    sync::{Notify, Semaphore},
+    task::JoinSet,
+};
 
 use crate::{
     activation::KmsService,
     catalog::catalog,
-    config::{ServeOptions, Settings},
+    config::{ServeOptions, Settings, XdpSettings},
     connection::Shared,
-    edge::{self, stats::StatsReader, tables::Tables},
+    edge::{self, loader::Edge, stats::StatsReader, tables::Tables},
     listener, netdev,
     observe::{
         self, bpf::BpfCollector, http::Endpoint, metrics::Metrics, notify::Notifier,
@@ -51,7 +54,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     };
     let readiness = Arc::new(Readiness::new(&settings.listen, &interfaces));
     let (trigger, shutdown) = shutdown::channel();
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks = JoinSet::new();
 
     // The endpoint first, so /readyz can say what is still missing.
     if let Some(addr) = settings.observe.metrics {
@@ -98,47 +101,15 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         ));
     }
 
-    if let (Some(mut edge), Some(xdp)) = (edge, settings.xdp.clone()) {
-        let pin_dir = edge.pin_dir.clone();
-        metrics.registry.register(Box::new(BpfCollector::new(
-            StatsReader::open_pinned(&pin_dir)?,
-            Tables::open_pinned(&pin_dir)?,
-            settings.observe.top_sources,
-        )))?;
-        let changed = Arc::new(Notify::new());
-        let ring = edge
-            .ebpf
-            .take_map(names::EVENTS_MAP)
-            .context("the BPF object has no event ring")?;
-        tasks.spawn(edge::events::run(
-            RingBuf::try_from(ring)?,
-            Tables::open_pinned(&pin_dir)?,
-            tracker.clone(),
-            notifier.clone(),
-            changed.clone(),
-            shutdown.clone(),
-        ));
-        tasks.spawn(edge::upkeep::run(
-            edge.tables,
-            StatsReader::open_pinned(&pin_dir)?,
-            xdp.state_file.clone(),
-            changed,
-            shutdown.clone(),
-        ));
-        tasks.spawn(log_counters(
-            StatsReader::open_pinned(&pin_dir)?,
-            settings.stats_interval,
-            shutdown.clone(),
-        ));
-        // Owns the loaded object (keeping its programs' descriptors open)
-        // and retries interfaces that refused the program.
-        tasks.spawn(edge::loader::keep_attached(
-            edge.ebpf,
-            xdp,
-            edge.pending,
-            readiness.clone(),
-            shutdown.clone(),
-        ));
+    if let (Some(edge), Some(xdp)) = (edge, settings.xdp.clone()) {
+        let parts = EdgeTasks {
+            metrics: &metrics,
+            tracker: &tracker,
+            notifier: &notifier,
+            readiness: &readiness,
+            shutdown: &shutdown,
+        };
+        parts.spawn(edge, xdp, &settings, &mut tasks)?;
     }
 
     let signal = shutdown::signalled()
@@ -158,6 +129,70 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         warn!(grace = ?SHUTDOWN_GRACE, "tasks still running after the grace period; exiting anyway");
     }
     Ok(())
+}
+
+/// What the enforcer's background tasks share with the rest of the daemon.
+struct EdgeTasks<'a> {
+    metrics: &'a Metrics,
+    tracker: &'a Arc<Tracker>,
+    notifier: &'a Option<Arc<Notifier>>,
+    readiness: &'a Arc<Readiness>,
+    shutdown: &'a shutdown::Shutdown,
+}
+
+impl EdgeTasks<'_> {
+    /// The kernel's metrics, then the tasks: overload events (flush and
+    /// notify), upkeep (expiry, state file), counter logging, and the owner
+    /// of the loaded object that retries refused interfaces.
+    fn spawn(
+        &self,
+        mut edge: Edge,
+        xdp: XdpSettings,
+        settings: &Settings,
+        tasks: &mut JoinSet<()>,
+    ) -> anyhow::Result<()> {
+        let pin_dir = edge.pin_dir.clone();
+        self.metrics.registry.register(Box::new(BpfCollector::new(
+            StatsReader::open_pinned(&pin_dir)?,
+            Tables::open_pinned(&pin_dir)?,
+            settings.observe.top_sources,
+        )))?;
+        let changed = Arc::new(Notify::new());
+        let ring = edge
+            .ebpf
+            .take_map(names::EVENTS_MAP)
+            .context("the BPF object has no event ring")?;
+        tasks.spawn(edge::events::run(
+            RingBuf::try_from(ring)?,
+            Tables::open_pinned(&pin_dir)?,
+            self.tracker.clone(),
+            self.notifier.clone(),
+            changed.clone(),
+            self.shutdown.clone(),
+        ));
+        tasks.spawn(edge::upkeep::run(
+            edge.tables,
+            StatsReader::open_pinned(&pin_dir)?,
+            xdp.state_file.clone(),
+            changed,
+            self.shutdown.clone(),
+        ));
+        tasks.spawn(log_counters(
+            StatsReader::open_pinned(&pin_dir)?,
+            settings.stats_interval,
+            self.shutdown.clone(),
+        ));
+        // Owns the loaded object (keeping its programs' descriptors open)
+        // and retries interfaces that refused the program.
+        tasks.spawn(edge::loader::keep_attached(
+            edge.ebpf,
+            xdp,
+            edge.pending,
+            self.readiness.clone(),
+            self.shutdown.clone(),
+        ));
+        Ok(())
+    }
 }
 
 /// The KMS service and connection settings every connection shares.
