@@ -115,10 +115,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let signal = shutdown::signalled()
         .await
         .context("installing signal handlers")?;
-    info!(
-        signal,
-        "shutting down: no new connections, idle ones closed; pinned XDP links stay attached"
-    );
+    if settings.xdp.is_some() {
+        info!(
+            signal,
+            "shutting down: no new connections, idle ones closed; the pinned programs stay attached and keep enforcing"
+        );
+    } else {
+        info!(signal, "shutting down: no new connections, idle ones closed");
+    }
     trigger.fire();
     if tokio::time::timeout(SHUTDOWN_GRACE, async {
         while tasks.join_next().await.is_some() {}
