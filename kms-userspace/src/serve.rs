@@ -121,7 +121,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             "shutting down: no new connections, idle ones closed; the pinned programs stay attached and keep enforcing"
         );
     } else {
-        info!(signal, "shutting down: no new connections, idle ones closed");
+        info!(
+            signal,
+            "shutting down: no new connections, idle ones closed"
+        );
     }
     trigger.fire();
     if tokio::time::timeout(SHUTDOWN_GRACE, async {
