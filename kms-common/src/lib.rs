@@ -18,6 +18,8 @@ pub mod names {
     pub const XDP_PROGRAM: &str = "kms_xdp";
     /// A bare XDP_DROP, the benchmark's baseline; never attached by the daemon.
     pub const BASELINE_PROGRAM: &str = "kms_baseline_drop";
+    /// XDP_DROP after reading the source address: the benchmark's second floor.
+    pub const BASELINE_READ_PROGRAM: &str = "kms_baseline_read_drop";
     /// Returns XDP_TX: the benchmark's frame generator (live-frames test runs).
     pub const BENCH_TX_PROGRAM: &str = "kms_bench_tx";
     /// The sock_ops program that counts established connections per source.

@@ -24,3 +24,23 @@ pub fn kms_baseline_drop(_ctx: XdpContext) -> u32 {
 pub fn kms_bench_tx(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_TX
 }
+
+/// `XDP_DROP` after reading the source address, with one counter: the bare
+/// drop plus the one thing every filter must do, touch the packet. The
+/// benchmark uses it to tell the cost of reading the frame from the cost of
+/// the lookups.
+#[xdp]
+pub fn kms_baseline_read_drop(ctx: XdpContext) -> u32 {
+    // Ethernet (14 bytes), then the IPv4 source at offset 12 of its header.
+    let at = ctx.data() + 14 + 12;
+    if at + 4 <= ctx.data_end() {
+        // SAFETY: bounds checked against data_end just above.
+        let src = unsafe { core::ptr::read_unaligned(at as *const u32) };
+        if src != 0 {
+            count(Stat::Dropped);
+            return xdp_action::XDP_DROP;
+        }
+    }
+    count(Stat::Dropped);
+    xdp_action::XDP_DROP
+}

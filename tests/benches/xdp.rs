@@ -365,6 +365,8 @@ impl Generator {
 enum Filter {
     Kms,
     Bare,
+    /// The bare drop after reading the packet's source address.
+    ReadDrop,
     Nft,
 }
 
@@ -373,6 +375,7 @@ impl Filter {
         match self {
             Filter::Kms => "kms_xdp (native)",
             Filter::Bare => "bare XDP_DROP (native)",
+            Filter::ReadDrop => "XDP_DROP after reading the source (native)",
             Filter::Nft => "nftables set drop (prerouting)",
         }
     }
@@ -453,7 +456,7 @@ fn flood_table(seconds: u64) -> anyhow::Result<Vec<Value>> {
 
     let mut rows = Vec::new();
     for generator in [Generator::XdpFrames, Generator::Sockets] {
-        for filter in [Filter::Kms, Filter::Bare, Filter::Nft] {
+        for filter in [Filter::Kms, Filter::Bare, Filter::ReadDrop, Filter::Nft] {
             let generate = |p: &Testbed| -> anyhow::Result<u64> {
                 match generator {
                     Generator::XdpFrames => {
@@ -490,21 +493,24 @@ fn run_filter(
     generate: impl Fn(&Testbed) -> anyhow::Result<u64>,
 ) -> anyhow::Result<Value> {
     let (rx_before, _) = rx_stats(&p.server, &p.server_if)?;
+    let mut program_ns = None;
     let (sent, dropped) = match filter {
-        Filter::Kms | Filter::Bare => {
+        Filter::Kms | Filter::Bare | Filter::ReadDrop => {
             let bpffs = Bpffs::new(&unique_name("bflood"))?;
             let mut ebpf = load(&bpffs)?;
             // The tables hold the map descriptors the program is loaded
             // against, so they live until the run is over.
             let mut tables = Tables::from_loaded(&mut ebpf)?;
-            let name = if matches!(filter, Filter::Kms) {
-                tables.set_config(&Limits::default().to_config())?;
-                for src in flood_sources() {
-                    tables.block(IpNet::new(IpAddr::V4(src), 32)?, &blocked_entry())?;
+            let name = match filter {
+                Filter::Kms => {
+                    tables.set_config(&Limits::default().to_config())?;
+                    for src in flood_sources() {
+                        tables.block(IpNet::new(IpAddr::V4(src), 32)?, &blocked_entry())?;
+                    }
+                    names::XDP_PROGRAM
                 }
-                names::XDP_PROGRAM
-            } else {
-                names::BASELINE_PROGRAM
+                Filter::ReadDrop => names::BASELINE_READ_PROGRAM,
+                _ => names::BASELINE_PROGRAM,
             };
             let stats = StatsReader::open_pinned(&bpffs.dir)?;
             let program: &mut Xdp = ebpf.program_mut(name).context("no program")?.try_into()?;
@@ -514,6 +520,20 @@ fn run_filter(
             let before = count(&stats, Stat::Dropped)?;
             let sent = generate(p)?;
             let counted = count(&stats, Stat::Dropped)? - before;
+            // A second run with the kernel's run-time statistics on (they
+            // cost two clock reads per packet, so not during the first):
+            // the program's own time per packet under the flood.
+            {
+                let _enabled = aya::sys::enable_stats(aya::sys::Stats::RunTime)?;
+                let start = program.info()?;
+                generate(p)?;
+                let end = program.info()?;
+                let runs = end.run_count().saturating_sub(start.run_count());
+                let time = end.run_time().saturating_sub(start.run_time());
+                if runs > 0 {
+                    program_ns = Some(time.as_nanos() as f64 / runs as f64);
+                }
+            }
             program.detach(link)?;
             drop(tables);
             (sent, counted)
@@ -557,6 +577,7 @@ fn run_filter(
         "dropped_by_filter": dropped,
         "drop_pps": dropped as f64 / seconds as f64,
         "server_rx_packets": rx_after - rx_before,
+        "program_ns_per_packet": program_ns,
     }))
 }
 
@@ -642,7 +663,7 @@ fn markdown(report: &Value) -> String {
         .cloned()
         .unwrap_or_default();
     md.push_str(&format!(
-        "\n(b) Flood of 64-byte SYNs from {FLOOD_SOURCES} blocked sources over a veth pair (server end with GRO on), {} s per run, generator on the same CPUs.\n\n| generator | filter | sent pps | dropped pps | vs bare XDP_DROP | vs nftables |\n|---|---|---|---|---|---|\n",
+        "\n(b) Flood of 64-byte SYNs from {FLOOD_SOURCES} blocked sources over a veth pair (server end with GRO on), {} s per run, generator on the same CPUs.\n\n| generator | filter | sent pps | dropped pps | vs bare XDP_DROP | vs nftables | program ns/packet |\n|---|---|---|---|---|---|---|\n",
         report["flood"]["seconds"]
     ));
     for r in &rows {
@@ -658,13 +679,16 @@ fn markdown(report: &Value) -> String {
         };
         let (base, nft) = (same("bare"), same("nftables"));
         md.push_str(&format!(
-            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} |\n",
+            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {} |\n",
             r["generator"].as_str().unwrap_or(""),
             r["variant"].as_str().unwrap_or(""),
             r["sent_pps"].as_f64().unwrap_or(0.0),
             pps,
             if base > 0.0 { pps / base } else { 0.0 },
             if nft > 0.0 { pps / nft } else { 0.0 },
+            r["program_ns_per_packet"]
+                .as_f64()
+                .map_or_else(|| "-".to_string(), |ns| format!("{ns:.0}")),
         ));
     }
     md
