@@ -39,7 +39,7 @@ enum Command {
     /// Show or change max-src-conn, max-src-conn-rate and the rest, live.
     #[command(subcommand)]
     Limits(ops::limits::LimitsCommand),
-    /// Manage the XDP attachment.
+    /// Detach the programs (XDP and the connection counter) and remove the pins.
     #[command(subcommand)]
     Xdp(ops::xdp::XdpCommand),
 }
