@@ -32,6 +32,16 @@ fn tcp_header(sport: u16, dport: u16, flags: u8, seq: u32) -> Vec<u8> {
     tcp
 }
 
+/// A 20-byte TCP header whose checksum covers the pseudo-header of the two
+/// addresses (either family: the sum is over their bytes, protocol and length).
+fn tcp_segment(src: &[u8], dst: &[u8], sport: u16, dport: u16, flags: u8, seq: u32) -> Vec<u8> {
+    let mut tcp = tcp_header(sport, dport, flags, seq);
+    let pseudo = sum16(src) + sum16(dst) + 6 + 20;
+    let check = fold(pseudo + sum16(&tcp));
+    tcp[16..18].copy_from_slice(&check.to_be_bytes());
+    tcp
+}
+
 /// An IPv4 packet carrying a 20-byte TCP header, both checksums correct.
 pub fn ipv4_tcp(
     src: Ipv4Addr,
@@ -41,10 +51,7 @@ pub fn ipv4_tcp(
     flags: u8,
     seq: u32,
 ) -> Vec<u8> {
-    let mut tcp = tcp_header(sport, dport, flags, seq);
-    let pseudo = sum16(&src.octets()) + sum16(&dst.octets()) + 6 + 20;
-    let check = fold(pseudo + sum16(&tcp));
-    tcp[16..18].copy_from_slice(&check.to_be_bytes());
+    let tcp = tcp_segment(&src.octets(), &dst.octets(), sport, dport, flags, seq);
     let mut ip = vec![0u8; 20];
     ip[0] = 0x45;
     ip[2..4].copy_from_slice(&40u16.to_be_bytes());
@@ -67,10 +74,7 @@ pub fn ipv6_tcp(
     flags: u8,
     seq: u32,
 ) -> Vec<u8> {
-    let mut tcp = tcp_header(sport, dport, flags, seq);
-    let pseudo = sum16(&src.octets()) + sum16(&dst.octets()) + 20 + 6;
-    let check = fold(pseudo + sum16(&tcp));
-    tcp[16..18].copy_from_slice(&check.to_be_bytes());
+    let tcp = tcp_segment(&src.octets(), &dst.octets(), sport, dport, flags, seq);
     let mut ip = vec![0u8; 40];
     ip[0] = 0x60;
     ip[4..6].copy_from_slice(&20u16.to_be_bytes());
