@@ -69,9 +69,19 @@ impl Kmsd {
 
     /// Waits (bounded) until the log contains `needle`; fails early if kmsd exits.
     pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> anyhow::Result<()> {
+        self.wait_for_log_count(needle, 1, timeout)
+    }
+
+    /// Waits (bounded) until the log contains `needle` at least `count` times.
+    pub fn wait_for_log_count(
+        &mut self,
+        needle: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.log_text().contains(needle) {
+            if self.log_text().matches(needle).count() >= count {
                 return Ok(());
             }
             if let Some(status) = self

@@ -108,14 +108,29 @@ impl Testbed {
     }
 
     /// Starts `kmsd serve` in the server namespace with this testbed's own
-    /// state, then `extra` arguments; waits until its listeners are bound.
+    /// state, then `extra` arguments; waits until every listener is bound
+    /// (each binds on its own task; two, 0.0.0.0 and [::], when none is given).
     pub fn start_kmsd(&mut self, extra: &[&str]) -> anyhow::Result<&mut Kmsd> {
+        let listeners = match extra.iter().filter(|a| **a == "--listen").count() {
+            0 => 2,
+            n => n,
+        };
+        self.start_kmsd_with_bound(extra, listeners)
+    }
+
+    /// [`Self::start_kmsd`], waiting for `bound` listeners only (for a test
+    /// whose other listeners cannot bind yet).
+    pub fn start_kmsd_with_bound(
+        &mut self,
+        extra: &[&str],
+        bound: usize,
+    ) -> anyhow::Result<&mut Kmsd> {
         let own = self.own_state_args();
         let mut args: Vec<&str> = own.iter().map(String::as_str).collect();
         args.extend_from_slice(extra);
         let log = self.workdir.0.join(format!("kmsd-{}.log", unique_name("")));
         let mut kmsd = Kmsd::serve(&self.server, &args, log)?;
-        kmsd.wait_for_log("KMS listener bound", Duration::from_secs(10))?;
+        kmsd.wait_for_log_count("KMS listener bound", bound, Duration::from_secs(10))?;
         Ok(self.kmsd.insert(kmsd))
     }
 

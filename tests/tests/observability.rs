@@ -492,14 +492,17 @@ fn start_again(bed: &mut Testbed, extra: &[&str]) -> anyhow::Result<()> {
 fn readyz_waits_for_every_listener_and_keys_json_serves_the_catalogue() -> anyhow::Result<()> {
     let mut bed = Testbed::new()?;
     let iface = bed.server_if.clone();
-    bed.start_kmsd(&[
-        "--listen",
-        "198.18.0.1:1688",
-        "--listen",
-        "198.18.0.9:1688",
-        "--xdp-iface",
-        &iface,
-    ])?;
+    bed.start_kmsd_with_bound(
+        &[
+            "--listen",
+            "198.18.0.1:1688",
+            "--listen",
+            "198.18.0.9:1688",
+            "--xdp-iface",
+            &iface,
+        ],
+        1,
+    )?;
     bed.kmsd()
         .wait_for_log("cannot bind the KMS listener", Duration::from_secs(10))?;
     let (status, body) = bed.http_get("/readyz")?;

@@ -169,7 +169,7 @@ fn scenario(guest: &mut Guest, mode: &str) -> anyhow::Result<()> {
     // Ready, or the daemon's own words (the verifier log, if a program was
     // rejected by this kernel).
     let (status, output) = guest.run(
-        "i=0; while ! grep -q 'edge enforcer ready' /tmp/kmsd.log; do \
+        "i=0; while ! grep -q 'edge enforcer ready' /tmp/kmsd.log || ! grep -q 'KMS listener bound' /tmp/kmsd.log; do \
            if ! pidof kmsd > /dev/null; then echo 'kmsd exited:'; cat /tmp/kmsd.log; exit 1; fi; \
            i=$((i + 1)); if [ $i -gt 600 ]; then echo 'kmsd not ready after 60 s:'; cat /tmp/kmsd.log; exit 2; fi; \
            sleep 0.1; done; grep 'XDP attached' /tmp/kmsd.log",
