@@ -25,14 +25,20 @@ fn listen_args() -> Vec<String> {
     ]
 }
 
+/// kmsd on both server addresses with [`listen_args`], then `extra`.
+fn start(bed: &mut Testbed, extra: &[&str]) -> anyhow::Result<()> {
+    let mut args = listen_args();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    bed.start_kmsd(&args)?;
+    Ok(())
+}
+
 #[test]
 fn xdp_counts_every_syn_and_drops_nothing() -> anyhow::Result<()> {
     let mut bed = Testbed::new()?;
     let iface = bed.server_if.clone();
-    let mut args = listen_args();
-    args.extend(["--xdp-iface".into(), iface.clone()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    bed.start_kmsd(&args)?;
+    start(&mut bed, &["--xdp-iface", &iface])?;
     bed.kmsd()
         .wait_for_log("XDP attached", Duration::from_secs(10))?;
     assert!(
@@ -86,10 +92,7 @@ fn native_mode_refused_falls_back_to_skb() -> anyhow::Result<()> {
     bed.client
         .exec(&["link", "set", &bed.client_if, "mtu", "9000"])?;
     let iface = bed.server_if.clone();
-    let mut args = listen_args();
-    args.extend(["--xdp-iface".into(), iface.clone()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    bed.start_kmsd(&args)?;
+    start(&mut bed, &["--xdp-iface", &iface])?;
     bed.kmsd()
         .wait_for_log("XDP attached", Duration::from_secs(10))?;
     let log = bed.kmsd().log_text();
@@ -118,15 +121,7 @@ fn native_only_mode_refused_is_a_clear_error_and_not_ready() -> anyhow::Result<(
     bed.client
         .exec(&["link", "set", &bed.client_if, "mtu", "9000"])?;
     let iface = bed.server_if.clone();
-    let mut args = listen_args();
-    args.extend([
-        "--xdp-iface".into(),
-        iface.clone(),
-        "--xdp-mode".into(),
-        "native".into(),
-    ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    bed.start_kmsd(&args)?;
+    start(&mut bed, &["--xdp-iface", &iface, "--xdp-mode", "native"])?;
     bed.kmsd()
         .wait_for_log("XDP not attached; retrying", Duration::from_secs(10))?;
     let text = bed.kmsd().log_text();
@@ -155,15 +150,7 @@ fn native_only_mode_refused_is_a_clear_error_and_not_ready() -> anyhow::Result<(
 fn skb_mode_on_request() -> anyhow::Result<()> {
     let mut bed = Testbed::new()?;
     let iface = bed.server_if.clone();
-    let mut args = listen_args();
-    args.extend([
-        "--xdp-iface".into(),
-        iface.clone(),
-        "--xdp-mode".into(),
-        "skb".into(),
-    ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    bed.start_kmsd(&args)?;
+    start(&mut bed, &["--xdp-iface", &iface, "--xdp-mode", "skb"])?;
     bed.kmsd()
         .wait_for_log("XDP attached", Duration::from_secs(10))?;
     assert!(bed.kmsd().log_text().contains("mode=\"skb\""));
@@ -246,17 +233,17 @@ fn several_interfaces_each_get_their_best_mode() -> anyhow::Result<()> {
         ns.exec(&["link", "set", iface, "up"])?;
     }
     let first = bed.server_if.clone();
-    let mut args = listen_args();
-    args.extend([
-        "--listen".into(),
-        format!("198.18.1.1:{PORT}"),
-        "--xdp-iface".into(),
-        first.clone(),
-        "--xdp-iface".into(),
-        second_s.clone(),
-    ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    bed.start_kmsd(&args)?;
+    start(
+        &mut bed,
+        &[
+            "--listen",
+            &format!("198.18.1.1:{PORT}"),
+            "--xdp-iface",
+            &first,
+            "--xdp-iface",
+            &second_s,
+        ],
+    )?;
     bed.kmsd()
         .wait_for_log("edge enforcer ready", Duration::from_secs(10))?;
     assert!(bed.pin_dir().join(format!("xdp-native-{first}")).exists());
@@ -285,10 +272,7 @@ fn several_interfaces_each_get_their_best_mode() -> anyhow::Result<()> {
 #[test]
 fn an_interface_that_takes_no_mode_is_a_clear_error_and_not_ready() -> anyhow::Result<()> {
     let mut bed = Testbed::new()?;
-    let mut args = listen_args();
-    args.extend(["--xdp-iface".into(), "kmsnosuchif0".into()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    bed.start_kmsd(&args)?;
+    start(&mut bed, &["--xdp-iface", "kmsnosuchif0"])?;
     bed.kmsd()
         .wait_for_log("XDP not attached; retrying", Duration::from_secs(10))?;
     let text = bed.kmsd().log_text();
